@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's one test command (README, second command; .ci/run calls it).
+# Installs what is missing, then runs the gates: rustfmt, clippy -D warnings,
+# and the whole test suite. Tests build in release mode so they share the
+# build of the binary (the Stan optimizer is far too slow unoptimised).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install Rust first (https://rustup.rs)" >&2
+    exit 1
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        echo "installing missing rustup component $component"
+        rustup component add "$component"
+    fi
+done
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --release --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --release

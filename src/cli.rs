@@ -1,0 +1,125 @@
+//! Command-line interface: flags, their help, and how they override settings.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::{config::CliOverrides, dataset::Unit};
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Fit the forecaster on a CSV history, report accuracy, save the model and plots.
+    Train,
+    /// Poll Prometheus, flag anomalies in real time, write to InfluxDB (not yet available).
+    Monitor,
+    /// Measure detection quality on simulated or labelled anomalies (not yet available).
+    Evaluate,
+}
+
+/// Unit of the CSV values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnitArg {
+    /// Fractions if every value is within 0-1, percent otherwise.
+    Auto,
+    /// Fractions of one CPU, 0-1.
+    Fraction,
+    /// Percent, 0-100.
+    Percent,
+}
+
+impl UnitArg {
+    /// `None` means detect.
+    pub fn unit(self) -> Option<Unit> {
+        match self {
+            UnitArg::Auto => None,
+            UnitArg::Fraction => Some(Unit::Fraction),
+            UnitArg::Percent => Some(Unit::Percent),
+        }
+    }
+}
+
+/// Learns what normal CPU usage looks like and says when a machine stops behaving normally.
+///
+/// Settings come from config.yaml (or --config), then environment variables
+/// (INFLUXDB_URL, INFLUXDB_TOKEN, INFLUXDB_ORG, INFLUXDB_BUCKET, PROMETHEUS_URL,
+/// MONITORING_INTERVAL, LOG_LEVEL, LOG_DIR, THRESHOLD_MULTIPLIER, DATASET,
+/// MODEL_PATH, OUTPUT_DIR, ...), then these flags; later ones win. Without a
+/// config file the embedded defaults are used.
+///
+/// Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration,
+/// 3 bad input data, 4 mode not available in this build.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// What to run.
+    #[arg(long, value_enum, default_value = "train")]
+    pub mode: Mode,
+    /// Configuration file [default: config.yaml if present, else embedded defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// CSV history to train on (columns timestamp,cpu_usage or timestamp,value) [config: dataset].
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// Where the model is saved / loaded (JSON) [config: model_path].
+    #[arg(long, value_name = "FILE")]
+    pub model_path: Option<PathBuf>,
+    /// Directory for plots and reports [config: output_dir].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Prometheus base URL [config: prometheus_url].
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// Seconds between polls in monitor mode [config: monitoring_interval].
+    #[arg(long, value_name = "SECS")]
+    pub monitoring_interval: Option<f64>,
+    /// trace, debug, info, warn or error [config: log_level].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Band scaling m >= 1: a point is anomalous outside the band widened m times [config: threshold_multiplier].
+    #[arg(long, value_name = "M")]
+    pub threshold_multiplier: Option<f64>,
+    /// Name of the time column (default: first of timestamp, ds, time, date).
+    #[arg(long, value_name = "NAME")]
+    pub time_column: Option<String>,
+    /// Name of the value column (default: first of cpu_usage, value, y, cpu).
+    #[arg(long, value_name = "NAME")]
+    pub value_column: Option<String>,
+    /// Unit of the CSV values.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub unit: UnitArg,
+    /// Skip PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Skip the data summary.
+    #[arg(long)]
+    pub no_eda: bool,
+}
+
+impl Cli {
+    /// The flags that override configuration keys.
+    pub fn overrides(&self) -> CliOverrides {
+        let mut o = CliOverrides::default();
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        o.set("dataset", "--dataset", path(&self.dataset));
+        o.set("model_path", "--model-path", path(&self.model_path));
+        o.set("output_dir", "--output-dir", path(&self.output_dir));
+        o.set(
+            "prometheus_url",
+            "--prometheus-url",
+            self.prometheus_url.clone(),
+        );
+        o.set(
+            "monitoring_interval",
+            "--monitoring-interval",
+            self.monitoring_interval,
+        );
+        o.set("log_level", "--log-level", self.log_level.clone());
+        o.set(
+            "threshold_multiplier",
+            "--threshold-multiplier",
+            self.threshold_multiplier,
+        );
+        o
+    }
+}

@@ -1,0 +1,721 @@
+//! Configuration: `config.yaml` → environment variables → CLI flags, merged
+//! once and validated into typed [`Settings`].
+//!
+//! Layers are merged as YAML values so that one deserializer (with
+//! `deny_unknown_fields`) and one validator see the final result; every key
+//! remembers which layer set it, so an error can say "environment variable
+//! MONITORING_INTERVAL" rather than blaming the file.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+
+/// The file read when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config.yaml";
+
+/// What went wrong while loading configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("{path}: cannot read config: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error("{path}: invalid YAML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// A key is unknown or has the wrong type.
+    #[error("{origin}: key `{key}`: {message}")]
+    Key {
+        /// Where the value came from (file, env var or flag).
+        origin: String,
+        /// Dotted key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is outside its allowed range.
+    #[error("{origin}: key `{key}` = {value}: must be {expected}")]
+    OutOfRange {
+        /// Where the value came from (file, env var or flag).
+        origin: String,
+        /// Dotted key path.
+        key: String,
+        /// The offending value as text (never a secret).
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+    },
+}
+
+/// A secret string (token, password) that never prints.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether no secret was configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `influxdb:` section as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawInflux {
+    enabled: bool,
+    url: String,
+    token: Secret,
+    org: String,
+    bucket: String,
+    batch_size: i64,
+    flush_interval: f64,
+    timeout: f64,
+    retry_attempts: i64,
+    retry_interval: f64,
+}
+
+impl Default for RawInflux {
+    fn default() -> Self {
+        RawInflux {
+            enabled: false,
+            url: "http://localhost:8086".into(),
+            token: Secret::default(),
+            org: "cpu-anomaly".into(),
+            bucket: "cpu_metrics".into(),
+            batch_size: 500,
+            flush_interval: 10.0,
+            timeout: 10.0,
+            retry_attempts: 3,
+            retry_interval: 5.0,
+        }
+    }
+}
+
+/// The whole file as written. Field names are the YAML keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    influxdb: RawInflux,
+    prometheus_url: String,
+    prometheus_timeout: f64,
+    prometheus_retries: i64,
+    threshold_multiplier: f64,
+    interval_width: f64,
+    train_ratio: f64,
+    monitoring_interval: f64,
+    log_level: String,
+    log_dir: PathBuf,
+    dataset: PathBuf,
+    model_path: PathBuf,
+    output_dir: PathBuf,
+    #[serde(default = "default_true")]
+    prophet_daily_seasonality: bool,
+    #[serde(default = "default_true")]
+    prophet_weekly_seasonality: bool,
+    prophet_yearly_seasonality: bool,
+    prophet_changepoint_prior_scale: f64,
+    prophet_seasonality_prior_scale: f64,
+    prophet_uncertainty_samples: i64,
+    seed: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            influxdb: RawInflux::default(),
+            prometheus_url: "http://localhost:9090".into(),
+            prometheus_timeout: 10.0,
+            prometheus_retries: 3,
+            threshold_multiplier: 2.0,
+            interval_width: 0.95,
+            train_ratio: 0.8,
+            monitoring_interval: 30.0,
+            log_level: "info".into(),
+            log_dir: "logs".into(),
+            dataset: "datasets/sample_cpu.csv".into(),
+            model_path: "models/prophet_model.json".into(),
+            output_dir: "output".into(),
+            prophet_daily_seasonality: true,
+            prophet_weekly_seasonality: true,
+            prophet_yearly_seasonality: false,
+            prophet_changepoint_prior_scale: 0.05,
+            prophet_seasonality_prior_scale: 10.0,
+            prophet_uncertainty_samples: 1000,
+            seed: 42,
+        }
+    }
+}
+
+/// InfluxDB sink settings.
+#[derive(Debug, Clone)]
+pub struct InfluxSettings {
+    /// Whether to write to InfluxDB at all.
+    pub enabled: bool,
+    /// Base URL.
+    pub url: String,
+    /// API token (never logged).
+    pub token: Secret,
+    /// Organisation (v2).
+    pub org: String,
+    /// Bucket (v2) or database (v1).
+    pub bucket: String,
+    /// Points per write.
+    pub batch_size: usize,
+    /// Longest time a point waits in a batch.
+    pub flush_interval: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries per batch before it is spooled.
+    pub retry_attempts: u32,
+    /// Base delay between retries.
+    pub retry_interval: Duration,
+}
+
+/// Prometheus source settings.
+#[derive(Debug, Clone)]
+pub struct PrometheusSettings {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries per request.
+    pub retries: u32,
+}
+
+/// Prophet model settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProphetSettings {
+    /// Fit a daily cycle.
+    pub daily_seasonality: bool,
+    /// Fit a weekly cycle.
+    pub weekly_seasonality: bool,
+    /// Fit a yearly cycle.
+    pub yearly_seasonality: bool,
+    /// Flexibility of the trend (Laplace prior scale on changepoint deltas).
+    pub changepoint_prior_scale: f64,
+    /// Strength of the seasonal components' prior.
+    pub seasonality_prior_scale: f64,
+    /// Probability mass inside the prediction band, in (0, 1).
+    pub interval_width: f64,
+    /// Monte Carlo samples used to draw the band.
+    pub uncertainty_samples: u32,
+}
+
+impl Default for ProphetSettings {
+    fn default() -> Self {
+        RawConfig::default().prophet()
+    }
+}
+
+/// Validated settings for every mode.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the file layer came from (`None`: embedded defaults).
+    pub config_path: Option<PathBuf>,
+    /// InfluxDB sink.
+    pub influxdb: InfluxSettings,
+    /// Prometheus source.
+    pub prometheus: PrometheusSettings,
+    /// Band scaling factor `m` (≥ 1).
+    pub threshold_multiplier: f64,
+    /// Share of history used for fitting when measuring accuracy, in (0, 1).
+    pub train_ratio: f64,
+    /// Poll interval of the monitor.
+    pub monitoring_interval: Duration,
+    /// Log level filter (trace|debug|info|warn|error).
+    pub log_level: String,
+    /// Directory for logs and local sink files.
+    pub log_dir: PathBuf,
+    /// Default training dataset.
+    pub dataset: PathBuf,
+    /// Where the model is saved and loaded.
+    pub model_path: PathBuf,
+    /// Where plots and reports go.
+    pub output_dir: PathBuf,
+    /// Prophet options.
+    pub prophet: ProphetSettings,
+    /// Seed for every random draw (bands, simulations).
+    pub seed: u64,
+}
+
+impl RawConfig {
+    fn prophet(&self) -> ProphetSettings {
+        ProphetSettings {
+            daily_seasonality: self.prophet_daily_seasonality,
+            weekly_seasonality: self.prophet_weekly_seasonality,
+            yearly_seasonality: self.prophet_yearly_seasonality,
+            changepoint_prior_scale: self.prophet_changepoint_prior_scale,
+            seasonality_prior_scale: self.prophet_seasonality_prior_scale,
+            interval_width: self.interval_width,
+            uncertainty_samples: self.prophet_uncertainty_samples.clamp(0, u32::MAX as i64) as u32,
+        }
+    }
+}
+
+/// The type a key has, so env/CLI text is parsed into the right YAML scalar.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Num,
+    Bool,
+}
+
+/// Environment variables that override keys: (variable, dotted key, kind).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("INFLUXDB_ENABLED", "influxdb.enabled"),
+    ("INFLUXDB_URL", "influxdb.url"),
+    ("INFLUXDB_TOKEN", "influxdb.token"),
+    ("INFLUXDB_ORG", "influxdb.org"),
+    ("INFLUXDB_BUCKET", "influxdb.bucket"),
+    ("INFLUXDB_BATCH_SIZE", "influxdb.batch_size"),
+    ("INFLUXDB_FLUSH_INTERVAL", "influxdb.flush_interval"),
+    ("PROMETHEUS_URL", "prometheus_url"),
+    ("PROMETHEUS_TIMEOUT", "prometheus_timeout"),
+    ("PROMETHEUS_RETRIES", "prometheus_retries"),
+    ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
+    ("INTERVAL_WIDTH", "interval_width"),
+    ("TRAIN_RATIO", "train_ratio"),
+    ("MONITORING_INTERVAL", "monitoring_interval"),
+    ("LOG_LEVEL", "log_level"),
+    ("LOG_DIR", "log_dir"),
+    ("DATASET", "dataset"),
+    ("MODEL_PATH", "model_path"),
+    ("OUTPUT_DIR", "output_dir"),
+];
+
+fn kind_of(key: &str) -> Kind {
+    match key {
+        "influxdb.enabled"
+        | "prophet_daily_seasonality"
+        | "prophet_weekly_seasonality"
+        | "prophet_yearly_seasonality" => Kind::Bool,
+        "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket"
+        | "prometheus_url" | "log_level" | "log_dir" | "dataset" | "model_path" | "output_dir" => {
+            Kind::Str
+        }
+        _ => Kind::Num,
+    }
+}
+
+/// Values given on the command line (highest precedence): (dotted key, flag, text).
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides(pub Vec<(&'static str, &'static str, String)>);
+
+impl CliOverrides {
+    /// Records `--flag value` for `key` when the flag was given.
+    pub fn set(&mut self, key: &'static str, flag: &'static str, value: Option<impl ToString>) {
+        if let Some(v) = value {
+            self.0.push((key, flag, v.to_string()));
+        }
+    }
+}
+
+fn scalar(kind: Kind, text: &str) -> Value {
+    match kind {
+        Kind::Str => Value::String(text.to_string()),
+        Kind::Bool => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::Bool(true),
+            "false" | "0" | "no" | "off" => Value::Bool(false),
+            _ => Value::String(text.to_string()),
+        },
+        Kind::Num => serde_yaml::from_str::<Value>(text)
+            .ok()
+            .filter(Value::is_number)
+            .unwrap_or_else(|| Value::String(text.to_string())),
+    }
+}
+
+fn set_path(root: &mut Value, key: &str, v: Value) {
+    let mut cur = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_mapping() {
+            *cur = Value::Mapping(Mapping::new());
+        }
+        let map = cur.as_mapping_mut().expect("just made a mapping");
+        let k = Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, v);
+            return;
+        }
+        if !map.contains_key(&k) {
+            map.insert(k.clone(), Value::Mapping(Mapping::new()));
+        }
+        cur = map.get_mut(&k).expect("inserted above");
+    }
+}
+
+impl Settings {
+    /// Loads settings. `config` is the `--config` value; when it is `None` the
+    /// default path is used if it exists, otherwise embedded defaults (so the
+    /// binary runs on a bare machine). `env` looks up environment variables.
+    pub fn load(
+        config: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        cli: &CliOverrides,
+    ) -> Result<Settings, ConfigError> {
+        let (path, text) = match config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                (Some(p.to_path_buf()), text)
+            }
+            None => match std::fs::read_to_string(DEFAULT_CONFIG_PATH) {
+                Ok(t) => (Some(PathBuf::from(DEFAULT_CONFIG_PATH)), t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+                Err(source) => {
+                    return Err(ConfigError::Io {
+                        path: DEFAULT_CONFIG_PATH.into(),
+                        source,
+                    })
+                }
+            },
+        };
+        let file_origin = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "embedded defaults".into());
+        Self::from_layers(&text, path, &file_origin, env, cli)
+    }
+
+    /// Merges the layers from already-read file text.
+    pub fn from_layers(
+        text: &str,
+        path: Option<PathBuf>,
+        file_origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+        cli: &CliOverrides,
+    ) -> Result<Settings, ConfigError> {
+        let mut root: Value = if text.trim().is_empty() {
+            Value::Mapping(Mapping::new())
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+                path: path.clone().unwrap_or_else(|| file_origin.into()),
+                message: e.to_string(),
+            })?
+        };
+        if root.is_null() {
+            root = Value::Mapping(Mapping::new());
+        }
+        let mut origins: HashMap<String, String> = HashMap::new();
+        for (var, key) in ENV_VARS {
+            if let Some(v) = env(var) {
+                set_path(&mut root, key, scalar(kind_of(key), &v));
+                origins.insert(key.to_string(), format!("environment variable {var}"));
+            }
+        }
+        for (key, flag, v) in &cli.0 {
+            set_path(&mut root, key, scalar(kind_of(key), v));
+            origins.insert(key.to_string(), format!("flag {flag}"));
+        }
+        let origin_of = |key: &str| {
+            origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| file_origin.to_string())
+        };
+        let raw: RawConfig = serde_path_to_error::deserialize(root).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().to_string();
+            ConfigError::Key {
+                origin: origin_of(&key),
+                key,
+                message,
+            }
+        })?;
+        let range =
+            |key: &'static str, value: String, expected: &'static str| ConfigError::OutOfRange {
+                origin: origin_of(key),
+                key: key.to_string(),
+                value,
+                expected,
+            };
+        let positive_secs = |key: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(range(key, v.to_string(), "a positive number of seconds"))
+            }
+        };
+        if !(raw.interval_width > 0.0 && raw.interval_width < 1.0) {
+            return Err(range(
+                "interval_width",
+                raw.interval_width.to_string(),
+                "strictly between 0 and 1",
+            ));
+        }
+        if !(raw.train_ratio > 0.0 && raw.train_ratio < 1.0) {
+            return Err(range(
+                "train_ratio",
+                raw.train_ratio.to_string(),
+                "strictly between 0 and 1",
+            ));
+        }
+        if !(raw.threshold_multiplier.is_finite() && raw.threshold_multiplier >= 1.0) {
+            return Err(range(
+                "threshold_multiplier",
+                raw.threshold_multiplier.to_string(),
+                "a number >= 1",
+            ));
+        }
+        for (key, v) in [
+            (
+                "prophet_changepoint_prior_scale",
+                raw.prophet_changepoint_prior_scale,
+            ),
+            (
+                "prophet_seasonality_prior_scale",
+                raw.prophet_seasonality_prior_scale,
+            ),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(range(key, v.to_string(), "a positive number"));
+            }
+        }
+        if !(0..=100_000).contains(&raw.prophet_uncertainty_samples) {
+            return Err(range(
+                "prophet_uncertainty_samples",
+                raw.prophet_uncertainty_samples.to_string(),
+                "between 0 and 100000",
+            ));
+        }
+        if !["trace", "debug", "info", "warn", "error"]
+            .contains(&raw.log_level.to_lowercase().as_str())
+        {
+            return Err(range(
+                "log_level",
+                raw.log_level.clone(),
+                "one of trace, debug, info, warn, error",
+            ));
+        }
+        if !(1..=1_000_000).contains(&raw.influxdb.batch_size) {
+            return Err(range(
+                "influxdb.batch_size",
+                raw.influxdb.batch_size.to_string(),
+                "between 1 and 1000000",
+            ));
+        }
+        if !(0..=100).contains(&raw.influxdb.retry_attempts) {
+            return Err(range(
+                "influxdb.retry_attempts",
+                raw.influxdb.retry_attempts.to_string(),
+                "between 0 and 100",
+            ));
+        }
+        if !(0..=100).contains(&raw.prometheus_retries) {
+            return Err(range(
+                "prometheus_retries",
+                raw.prometheus_retries.to_string(),
+                "between 0 and 100",
+            ));
+        }
+        let prophet = raw.prophet();
+        Ok(Settings {
+            config_path: path,
+            influxdb: InfluxSettings {
+                enabled: raw.influxdb.enabled,
+                url: raw.influxdb.url.clone(),
+                token: raw.influxdb.token.clone(),
+                org: raw.influxdb.org.clone(),
+                bucket: raw.influxdb.bucket.clone(),
+                batch_size: raw.influxdb.batch_size as usize,
+                flush_interval: positive_secs(
+                    "influxdb.flush_interval",
+                    raw.influxdb.flush_interval,
+                )?,
+                timeout: positive_secs("influxdb.timeout", raw.influxdb.timeout)?,
+                retry_attempts: raw.influxdb.retry_attempts as u32,
+                retry_interval: positive_secs(
+                    "influxdb.retry_interval",
+                    raw.influxdb.retry_interval,
+                )?,
+            },
+            prometheus: PrometheusSettings {
+                url: raw.prometheus_url.clone(),
+                timeout: positive_secs("prometheus_timeout", raw.prometheus_timeout)?,
+                retries: raw.prometheus_retries as u32,
+            },
+            threshold_multiplier: raw.threshold_multiplier,
+            train_ratio: raw.train_ratio,
+            monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
+            log_level: raw.log_level.to_lowercase(),
+            log_dir: raw.log_dir,
+            dataset: raw.dataset,
+            model_path: raw.model_path,
+            output_dir: raw.output_dir,
+            prophet,
+            seed: raw.seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)], cli: CliOverrides) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_layers(
+            text,
+            Some("c.yaml".into()),
+            "c.yaml",
+            |k| env.get(k).cloned(),
+            &cli,
+        )
+    }
+
+    #[test]
+    fn shipped_config_yaml_is_valid_and_matches_defaults() {
+        let text = include_str!("../config.yaml");
+        let s = load(text, &[], CliOverrides::default()).unwrap();
+        let d = load("", &[], CliOverrides::default()).unwrap();
+        assert_eq!(s.prophet, d.prophet);
+        assert_eq!(s.threshold_multiplier, d.threshold_multiplier);
+        assert_eq!(s.monitoring_interval, d.monitoring_interval);
+        assert_eq!(s.influxdb.batch_size, d.influxdb.batch_size);
+    }
+
+    #[test]
+    fn precedence_file_then_env_then_cli() {
+        let text =
+            "monitoring_interval: 10\nlog_level: debug\ninfluxdb:\n  url: http://file:8086\n";
+        let s = load(text, &[], CliOverrides::default()).unwrap();
+        assert_eq!(s.monitoring_interval, Duration::from_secs(10));
+        let s = load(
+            text,
+            &[
+                ("MONITORING_INTERVAL", "20"),
+                ("INFLUXDB_URL", "http://env:8086"),
+            ],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.monitoring_interval, Duration::from_secs(20));
+        assert_eq!(s.influxdb.url, "http://env:8086");
+        let mut cli = CliOverrides::default();
+        cli.set("monitoring_interval", "--monitoring-interval", Some(5));
+        let s = load(text, &[("MONITORING_INTERVAL", "20")], cli).unwrap();
+        assert_eq!(s.monitoring_interval, Duration::from_secs(5));
+        assert_eq!(s.log_level, "debug");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_file() {
+        let err = load("influxdb:\n  batchsize: 5\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.yaml: key `influxdb.batchsize`"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load("monitoring_interval: soon\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.yaml: key `monitoring_interval`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_origin() {
+        let err = load("interval_width: 1.5\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c.yaml: key `interval_width` = 1.5: must be strictly between 0 and 1"
+        );
+        let err = load(
+            "",
+            &[("MONITORING_INTERVAL", "-3")],
+            CliOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "environment variable MONITORING_INTERVAL: key `monitoring_interval` = -3"
+            ),
+            "{err}"
+        );
+        let mut cli = CliOverrides::default();
+        cli.set("threshold_multiplier", "--threshold-multiplier", Some(0.5));
+        let err = load("", &[], cli).unwrap_err().to_string();
+        assert!(err.starts_with("flag --threshold-multiplier"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_file() {
+        let err = load("influxdb: [\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.yaml: invalid YAML"), "{err}");
+    }
+
+    #[test]
+    fn token_from_env_is_never_printed() {
+        let s = load(
+            "",
+            &[("INFLUXDB_TOKEN", "s3cr3t-t0ken")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.influxdb.token.expose(), "s3cr3t-t0ken");
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+    }
+
+    #[test]
+    fn numeric_looking_token_stays_a_string() {
+        let s = load("", &[("INFLUXDB_TOKEN", "12345")], CliOverrides::default()).unwrap();
+        assert_eq!(s.influxdb.token.expose(), "12345");
+    }
+}

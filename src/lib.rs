@@ -1,0 +1,14 @@
+//! cpu-anomaly: learns what normal CPU usage looks like and flags, in real
+//! time, when a machine stops behaving normally.
+//!
+//! Data path: [`dataset`] (source) → [`forecast`] (band) → detection → sinks.
+
+pub mod accuracy;
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod eda;
+pub mod forecast;
+pub mod plots;
+pub mod simulate;
+pub mod train;

@@ -1,0 +1,90 @@
+//! Binary entry point: parse flags, load settings, dispatch, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cpu_anomaly::{
+    cli::{Cli, Mode},
+    config::{ConfigError, Settings},
+    dataset::DatasetError,
+    train::{self, TrainError, TrainOptions},
+};
+
+/// Exit code for bad flags or configuration (same as clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for bad input data.
+const EXIT_DATA: u8 = 3;
+/// Exit code for a mode this build does not provide yet.
+const EXIT_UNAVAILABLE: u8 = 4;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(
+        cli.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        &cli.overrides(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(&anyhow::Error::new(e)),
+    };
+    init_logging(&settings.log_level);
+    tracing::debug!(?settings, "settings loaded");
+    let result = match cli.mode {
+        Mode::Train => {
+            let opts = TrainOptions {
+                read: cpu_anomaly::dataset::ReadOptions {
+                    time_column: cli.time_column.clone(),
+                    value_column: cli.value_column.clone(),
+                    unit: cli.unit.unit(),
+                },
+                no_plots: cli.no_plots,
+                no_eda: cli.no_eda,
+            };
+            train::run(&settings.dataset, &settings, &opts)
+                .map(|_| ())
+                .map_err(anyhow::Error::new)
+        }
+        Mode::Monitor | Mode::Evaluate => {
+            eprintln!(
+                "error: --mode {} is not yet available in this build; only --mode train is",
+                if cli.mode == Mode::Monitor {
+                    "monitor"
+                } else {
+                    "evaluate"
+                }
+            );
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("cpu_anomaly={level},warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    let code = if e.downcast_ref::<ConfigError>().is_some() {
+        EXIT_CONFIG
+    } else if e.downcast_ref::<DatasetError>().is_some()
+        || matches!(
+            e.downcast_ref::<TrainError>(),
+            Some(TrainError::Dataset(_) | TrainError::Split { .. })
+        )
+    {
+        EXIT_DATA
+    } else {
+        1
+    };
+    ExitCode::from(code)
+}
