@@ -13,7 +13,7 @@ pub enum Mode {
     Train,
     /// Poll Prometheus, flag anomalies in real time, write to InfluxDB (not yet available).
     Monitor,
-    /// Measure detection quality on simulated or labelled anomalies (not yet available).
+    /// Measure detection quality: simulated spikes/dips/drifts, or labelled data with --labels.
     Evaluate,
 }
 
@@ -88,12 +88,43 @@ pub struct Cli {
     /// Unit of the CSV values.
     #[arg(long, value_enum, default_value = "auto")]
     pub unit: UnitArg,
+    /// Evaluate: NAB-format label windows (JSON: file path -> [[start, end], ...]); without it
+    /// the simulated protocol runs.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Evaluate: share of each labelled series learned before walking forward.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.15)]
+    pub train_fraction: f64,
+    /// Evaluate: refit on all past data this often while walking forward (e.g. 1d, 12h, 30m, 3600).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retrain_every: Option<i64>,
+    /// Seed of simulated anomalies [config: seed].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Skip PNG plots.
     #[arg(long)]
     pub no_plots: bool,
     /// Skip the data summary.
     #[arg(long)]
     pub no_eda: bool,
+}
+
+/// Parses `90`, `90s`, `30m`, `12h`, `1d` into seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86_400),
+        _ => (s, 1),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok((v * mult as f64).round() as i64),
+        _ => Err(format!(
+            "{s:?} is not a positive duration (examples: 3600, 30m, 12h, 1d)"
+        )),
+    }
 }
 
 impl Cli {

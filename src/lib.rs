@@ -1,13 +1,16 @@
 //! cpu-anomaly: learns what normal CPU usage looks like and flags, in real
 //! time, when a machine stops behaving normally.
 //!
-//! Data path: [`dataset`] (source) → [`forecast`] (band) → detection → sinks.
+//! Data path: [`dataset`] (source) → [`forecast`] (band) → [`detect`]
+//! (score, flag, severity) → sinks; [`evaluate`] measures the whole path.
 
 pub mod accuracy;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod detect;
 pub mod eda;
+pub mod evaluate;
 pub mod forecast;
 pub mod plots;
 pub mod simulate;

@@ -6,7 +6,8 @@ use clap::Parser;
 use cpu_anomaly::{
     cli::{Cli, Mode},
     config::{ConfigError, Settings},
-    dataset::DatasetError,
+    dataset::{DatasetError, ReadOptions},
+    evaluate::{self, EvalOptions, EvaluateError},
     train::{self, TrainError, TrainOptions},
 };
 
@@ -29,14 +30,15 @@ fn main() -> ExitCode {
     };
     init_logging(&settings.log_level);
     tracing::debug!(?settings, "settings loaded");
+    let read = ReadOptions {
+        time_column: cli.time_column.clone(),
+        value_column: cli.value_column.clone(),
+        unit: cli.unit.unit(),
+    };
     let result = match cli.mode {
         Mode::Train => {
             let opts = TrainOptions {
-                read: cpu_anomaly::dataset::ReadOptions {
-                    time_column: cli.time_column.clone(),
-                    value_column: cli.value_column.clone(),
-                    unit: cli.unit.unit(),
-                },
+                read,
                 no_plots: cli.no_plots,
                 no_eda: cli.no_eda,
             };
@@ -44,14 +46,24 @@ fn main() -> ExitCode {
                 .map(|_| ())
                 .map_err(anyhow::Error::new)
         }
-        Mode::Monitor | Mode::Evaluate => {
+        Mode::Evaluate => {
+            let opts = EvalOptions {
+                dataset: settings.dataset.clone(),
+                labels: cli.labels.clone(),
+                output_dir: settings.output_dir.clone(),
+                train_fraction: Some(cli.train_fraction),
+                retrain_every: cli.retrain_every,
+                seed: settings.seed,
+                read,
+                no_plots: cli.no_plots,
+            };
+            evaluate::run(&settings, &opts)
+                .map(|_| ())
+                .map_err(anyhow::Error::new)
+        }
+        Mode::Monitor => {
             eprintln!(
-                "error: --mode {} is not yet available in this build; only --mode train is",
-                if cli.mode == Mode::Monitor {
-                    "monitor"
-                } else {
-                    "evaluate"
-                }
+                "error: --mode monitor is not yet available in this build; train and evaluate are"
             );
             return ExitCode::from(EXIT_UNAVAILABLE);
         }
@@ -74,14 +86,18 @@ fn init_logging(level: &str) {
 
 fn fail(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
-    let code = if e.downcast_ref::<ConfigError>().is_some() {
-        EXIT_CONFIG
-    } else if e.downcast_ref::<DatasetError>().is_some()
+    let data_error = e.downcast_ref::<DatasetError>().is_some()
         || matches!(
             e.downcast_ref::<TrainError>(),
             Some(TrainError::Dataset(_) | TrainError::Split { .. })
         )
-    {
+        || matches!(
+            e.downcast_ref::<EvaluateError>(),
+            Some(EvaluateError::Dataset(_) | EvaluateError::Labels(_) | EvaluateError::Invalid(_))
+        );
+    let code = if e.downcast_ref::<ConfigError>().is_some() {
+        EXIT_CONFIG
+    } else if data_error {
         EXIT_DATA
     } else {
         1

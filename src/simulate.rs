@@ -151,6 +151,49 @@ pub fn inject(
     out
 }
 
+/// Injects anomalies the way the original system's evaluation did, until
+/// about `rate` of the points are anomalous: single-point spikes and dips of
+/// 2–4 σ, and drifts (a shift of 1.5–3 σ held over 5–10 points), with σ the
+/// standard deviation of `values`. Returns the per-point labels.
+pub fn inject_protocol(values: &mut [f64], rate: f64, rng: &mut impl Rng) -> Vec<bool> {
+    let n = values.len();
+    let mut labels = vec![false; n];
+    if n < 20 {
+        return labels;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let sigma = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let target = ((n as f64) * rate).round() as usize;
+    let mut placed = 0;
+    let mut attempts = 0;
+    while placed < target && attempts < 100 * n {
+        attempts += 1;
+        let kind = rng.random_range(0..10);
+        let len = if kind < 8 {
+            1
+        } else {
+            rng.random_range(5..=10)
+        };
+        let start = rng.random_range(1..n - len - 1);
+        // Keep one clean point around each anomaly so they stay separable.
+        if labels[start - 1..=start + len].iter().any(|&l| l) {
+            continue;
+        }
+        let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+        let offset = match kind {
+            0..=3 => rng.random_range(2.0..=4.0) * sigma,
+            4..=7 => -rng.random_range(2.0..=4.0) * sigma,
+            _ => sign * rng.random_range(1.5..=3.0) * sigma,
+        };
+        for i in start..start + len {
+            values[i] += offset;
+            labels[i] = true;
+        }
+        placed += len;
+    }
+    labels
+}
+
 /// The bundled sample: 28 days at 10-minute steps, six anomalies in the last
 /// 40 %, seeded so the file is reproducible byte for byte.
 pub fn sample_dataset(seed: u64) -> (Vec<i64>, Vec<f64>, Vec<Injected>) {
@@ -166,6 +209,20 @@ pub fn sample_dataset(seed: u64) -> (Vec<i64>, Vec<f64>, Vec<Injected>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_injects_about_five_percent() {
+        let p = Pattern::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let clean = p.values(&mut rng);
+        let mut v = clean.clone();
+        let labels = inject_protocol(&mut v, 0.05, &mut rng);
+        let share = labels.iter().filter(|&&l| l).count() as f64 / v.len() as f64;
+        assert!((0.045..=0.06).contains(&share), "{share}");
+        for i in 0..v.len() {
+            assert_eq!(labels[i], v[i] != clean[i], "label matches change at {i}");
+        }
+    }
 
     #[test]
     fn pattern_has_daily_and_weekly_shape() {

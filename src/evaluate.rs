@@ -1,0 +1,506 @@
+//! `--mode evaluate`: how trustworthy are the alarms?
+//!
+//! Two protocols:
+//! - simulated (no labels): fit on the clean head (`train_ratio`), inject
+//!   spikes, dips and drifts into the tail with a seeded RNG, detect, score;
+//! - labelled (`--labels` windows): learn on the first `train_fraction` (0.15),
+//!   then walk forward as a monitor would, refitting on past data only every
+//!   `retrain_every` if set. A point is never judged by a model that saw it or
+//!   anything after it.
+//!
+//! A directory as dataset runs every CSV under it and adds a total.
+
+pub mod labels;
+pub mod metrics;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::{
+    config::Settings,
+    dataset::{self, ReadOptions, Series, Unit},
+    detect::{Detection, Detector},
+    forecast::{Forecast, ForecastError, ProphetTrainer},
+    plots::PlotError,
+    simulate,
+};
+use labels::{point_labels, LabelError, Labels};
+use metrics::{Curve, EventMetrics, PointMetrics};
+
+/// Default share of a labelled series used for learning before walking forward.
+pub const DEFAULT_LABELLED_TRAIN_FRACTION: f64 = 0.15;
+/// Share of points the simulated protocol makes anomalous.
+pub const SIMULATED_ANOMALY_RATE: f64 = 0.05;
+/// Multipliers of the threshold sweep.
+pub const SWEEP: &[f64] = &[1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0];
+
+/// What can stop an evaluation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvaluateError {
+    /// A dataset could not be read.
+    #[error(transparent)]
+    Dataset(#[from] dataset::DatasetError),
+    /// Labels could not be read.
+    #[error(transparent)]
+    Labels(#[from] LabelError),
+    /// Fitting failed.
+    #[error("{series}: {source}")]
+    Forecast {
+        /// Series being evaluated.
+        series: String,
+        /// Cause.
+        source: ForecastError,
+    },
+    /// A plot failed.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    /// Output could not be written.
+    #[error("{path}: cannot write: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Bad arguments (no CSV in a directory, fraction out of range...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Options of one evaluation run, beyond [`Settings`].
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// A CSV file or a directory of CSVs.
+    pub dataset: PathBuf,
+    /// NAB-style label windows; `None` runs the simulated protocol.
+    pub labels: Option<PathBuf>,
+    /// Where outputs go.
+    pub output_dir: PathBuf,
+    /// Learning share for labelled runs (default 0.15).
+    pub train_fraction: Option<f64>,
+    /// Refit period in seconds for labelled runs.
+    pub retrain_every: Option<i64>,
+    /// Seed of the simulated injections.
+    pub seed: u64,
+    /// CSV reading options.
+    pub read: ReadOptions,
+    /// Skip PNGs.
+    pub no_plots: bool,
+}
+
+/// One evaluated series: the scored points after the learning period.
+#[derive(Debug, Clone)]
+pub struct ScoredSeries {
+    /// Path relative to the dataset root (or the file name).
+    pub name: String,
+    /// Unit of the values.
+    pub unit: Unit,
+    /// All timestamps of the series (learning part included).
+    pub timestamps: Vec<i64>,
+    /// All values (after injection, for the simulated protocol).
+    pub values: Vec<f64>,
+    /// Index of the first scored point.
+    pub first_scored: usize,
+    /// Forecast for the scored points.
+    pub forecast: Forecast,
+    /// Detections for the scored points at the configured multiplier.
+    pub detections: Vec<Detection>,
+    /// Score at multiplier 1 for the scored points (ranks for ROC/PR; flag at
+    /// multiplier m ⇔ this score > m).
+    pub base_scores: Vec<f64>,
+    /// Ground truth per point (all points), when known.
+    pub labels: Option<Vec<bool>>,
+    /// Label windows, when known.
+    pub windows: Option<Vec<(i64, i64)>>,
+}
+
+/// Metrics at one multiplier of the sweep.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SweepPoint {
+    /// Threshold multiplier.
+    pub multiplier: f64,
+    /// Point-level metrics.
+    pub point: PointMetrics,
+    /// Event-level metrics, for windowed labels.
+    pub event: Option<EventMetrics>,
+}
+
+/// All metrics of one series (or of a total).
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    /// Series name ("TOTAL" for the sum).
+    pub series: String,
+    /// Scored points.
+    pub points: usize,
+    /// Point-level metrics at the configured multiplier.
+    pub point: PointMetrics,
+    /// ROC curve and AUC.
+    pub roc: Curve,
+    /// Precision–recall curve and average precision.
+    pub pr: Curve,
+    /// Event-level metrics, for windowed labels.
+    pub event: Option<EventMetrics>,
+    /// Metrics per multiplier.
+    pub sweep: Vec<SweepPoint>,
+}
+
+impl ScoredSeries {
+    /// Flags for all points (false during learning) at multiplier `m`.
+    pub fn flags_at(&self, m: f64) -> Vec<bool> {
+        let mut f = vec![false; self.first_scored];
+        f.extend(self.base_scores.iter().map(|&z| z > m));
+        f
+    }
+
+    /// Labels of the scored points.
+    fn scored_labels(&self) -> Option<&[bool]> {
+        self.labels.as_deref().map(|l| &l[self.first_scored..])
+    }
+
+    /// Computes every metric for this series.
+    pub fn metrics(&self, multiplier: f64) -> Metrics {
+        let labels = self.scored_labels().unwrap_or(&[]);
+        let flags: Vec<bool> = self.detections.iter().map(|d| d.is_anomaly).collect();
+        let sweep = SWEEP
+            .iter()
+            .map(|&m| {
+                let all = self.flags_at(m);
+                SweepPoint {
+                    multiplier: m,
+                    point: PointMetrics::compute(labels, &all[self.first_scored..]),
+                    event: self
+                        .windows
+                        .as_ref()
+                        .map(|w| EventMetrics::compute(&self.timestamps, &all, w)),
+                }
+            })
+            .collect();
+        Metrics {
+            series: self.name.clone(),
+            points: self.detections.len(),
+            point: PointMetrics::compute(labels, &flags),
+            roc: metrics::roc(labels, &self.base_scores),
+            pr: metrics::pr(labels, &self.base_scores),
+            event: self
+                .windows
+                .as_ref()
+                .map(|w| EventMetrics::compute(&self.timestamps, &self.flags_at(multiplier), w)),
+            sweep,
+        }
+    }
+}
+
+/// Totals over series: counts summed; curves from all points pooled.
+pub fn total_metrics(series: &[ScoredSeries], multiplier: f64) -> Metrics {
+    let per: Vec<Metrics> = series.iter().map(|s| s.metrics(multiplier)).collect();
+    let mut labels = Vec::new();
+    let mut scores = Vec::new();
+    for s in series {
+        if let Some(l) = s.scored_labels() {
+            labels.extend_from_slice(l);
+            scores.extend_from_slice(&s.base_scores);
+        }
+    }
+    let windowed = series.iter().any(|s| s.windows.is_some());
+    let sum_event = |pick: &dyn Fn(&Metrics) -> Option<EventMetrics>| {
+        windowed.then(|| {
+            per.iter()
+                .filter_map(pick)
+                .fold(EventMetrics::default(), |a, b| a.merge(&b))
+        })
+    };
+    let sweep = SWEEP
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| SweepPoint {
+            multiplier: m,
+            point: per
+                .iter()
+                .fold(PointMetrics::default(), |a, b| a.merge(&b.sweep[i].point)),
+            event: sum_event(&|x: &Metrics| x.sweep[i].event),
+        })
+        .collect();
+    Metrics {
+        series: "TOTAL".into(),
+        points: per.iter().map(|m| m.points).sum(),
+        point: per
+            .iter()
+            .fold(PointMetrics::default(), |a, b| a.merge(&b.point)),
+        roc: metrics::roc(&labels, &scores),
+        pr: metrics::pr(&labels, &scores),
+        event: sum_event(&|x: &Metrics| x.event),
+        sweep,
+    }
+}
+
+/// Fits on everything before each refit boundary and forecasts up to the
+/// next one: the forecast for `ts[first..]`, never using a point at or after
+/// the one being forecast.
+pub fn walk_forward(
+    trainer: &ProphetTrainer,
+    series: &Series,
+    settings: &Settings,
+    first: usize,
+    retrain_every: Option<i64>,
+) -> Result<Forecast, ForecastError> {
+    let ts = &series.timestamps;
+    let n = ts.len();
+    let mut out = Forecast::default();
+    let mut i = first;
+    while i < n {
+        let end = match retrain_every {
+            Some(d) if d > 0 => {
+                let limit = ts[i] + d;
+                i + ts[i..].iter().take_while(|&&t| t < limit).count().max(1)
+            }
+            _ => n,
+        };
+        let model = trainer.fit(
+            &ts[..i],
+            &series.values[..i],
+            &settings.prophet,
+            series.unit,
+            settings.seed,
+        )?;
+        let f = model.predict(&ts[i..end])?;
+        out.timestamps.extend(f.timestamps);
+        out.yhat.extend(f.yhat);
+        out.lower.extend(f.lower);
+        out.upper.extend(f.upper);
+        i = end;
+    }
+    Ok(out)
+}
+
+fn detect_all(forecast: &Forecast, values: &[f64], m: f64) -> (Vec<Detection>, Vec<f64>) {
+    let det = Detector::new(m);
+    let base = Detector::new(1.0);
+    let mut d = Vec::with_capacity(values.len());
+    let mut z = Vec::with_capacity(values.len());
+    for (i, &v) in values.iter().enumerate() {
+        let (y, lo, up) = (forecast.yhat[i], forecast.lower[i], forecast.upper[i]);
+        d.push(det.check(v, y, lo, up));
+        z.push(base.check(v, y, lo, up).score);
+    }
+    (d, z)
+}
+
+/// The labelled protocol on one series.
+pub fn evaluate_labelled(
+    trainer: &ProphetTrainer,
+    series: &Series,
+    name: &str,
+    windows: Vec<(i64, i64)>,
+    settings: &Settings,
+    train_fraction: f64,
+    retrain_every: Option<i64>,
+) -> Result<ScoredSeries, EvaluateError> {
+    let first = ((series.len() as f64) * train_fraction).floor() as usize;
+    let first = first.clamp(crate::forecast::prophet::MIN_FIT_POINTS, series.len());
+    let forecast =
+        walk_forward(trainer, series, settings, first, retrain_every).map_err(|source| {
+            EvaluateError::Forecast {
+                series: name.to_string(),
+                source,
+            }
+        })?;
+    let (detections, base_scores) = detect_all(
+        &forecast,
+        &series.values[first..],
+        settings.threshold_multiplier,
+    );
+    Ok(ScoredSeries {
+        name: name.to_string(),
+        unit: series.unit,
+        timestamps: series.timestamps.clone(),
+        values: series.values.clone(),
+        first_scored: first,
+        forecast,
+        detections,
+        base_scores,
+        labels: Some(point_labels(&series.timestamps, &windows)),
+        windows: Some(windows),
+    })
+}
+
+/// The simulated protocol on one series: fit on the head, inject into the tail.
+pub fn evaluate_simulated(
+    trainer: &ProphetTrainer,
+    series: &Series,
+    name: &str,
+    settings: &Settings,
+    seed: u64,
+) -> Result<ScoredSeries, EvaluateError> {
+    let n = series.len();
+    let first = ((n as f64) * settings.train_ratio).floor() as usize;
+    if first < crate::forecast::prophet::MIN_FIT_POINTS || first + 20 > n {
+        return Err(EvaluateError::Invalid(format!(
+            "{name}: {n} points leave too little to fit and inject into at train_ratio {}",
+            settings.train_ratio
+        )));
+    }
+    let fe = |source| EvaluateError::Forecast {
+        series: name.to_string(),
+        source,
+    };
+    let model = trainer
+        .fit(
+            &series.timestamps[..first],
+            &series.values[..first],
+            &settings.prophet,
+            series.unit,
+            settings.seed,
+        )
+        .map_err(fe)?;
+    let forecast = model.predict(&series.timestamps[first..]).map_err(fe)?;
+    let mut values = series.values.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tail_labels =
+        simulate::inject_protocol(&mut values[first..], SIMULATED_ANOMALY_RATE, &mut rng);
+    let mut labels = vec![false; first];
+    labels.extend(tail_labels);
+    let (detections, base_scores) =
+        detect_all(&forecast, &values[first..], settings.threshold_multiplier);
+    Ok(ScoredSeries {
+        name: name.to_string(),
+        unit: series.unit,
+        timestamps: series.timestamps.clone(),
+        values,
+        first_scored: first,
+        forecast,
+        detections,
+        base_scores,
+        labels: Some(labels),
+        windows: None,
+    })
+}
+
+/// CSV files under `dir`, sorted, as (absolute, relative with `/`).
+pub fn csv_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, EvaluateError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+                let rel = p.strip_prefix(root).unwrap_or(&p);
+                let rel = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((p.clone(), rel));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out).map_err(|source| EvaluateError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    if out.is_empty() {
+        return Err(EvaluateError::Invalid(format!(
+            "{}: no .csv files found",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// Scored series.
+    pub series: Vec<ScoredSeries>,
+    /// Metrics per series.
+    pub per_series: Vec<Metrics>,
+    /// Totals.
+    pub total: Metrics,
+    /// "simulated" or "labelled".
+    pub protocol: &'static str,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs `--mode evaluate`.
+pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, EvaluateError> {
+    let labels = opts.labels.as_deref().map(Labels::read).transpose()?;
+    let train_fraction = opts
+        .train_fraction
+        .unwrap_or(DEFAULT_LABELLED_TRAIN_FRACTION);
+    if !(train_fraction > 0.0 && train_fraction < 1.0) {
+        return Err(EvaluateError::Invalid(format!(
+            "--train-fraction {train_fraction}: must be strictly between 0 and 1"
+        )));
+    }
+    let files = if opts.dataset.is_dir() {
+        csv_files(&opts.dataset)?
+    } else {
+        let name = opts
+            .dataset
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| opts.dataset.display().to_string());
+        vec![(opts.dataset.clone(), name)]
+    };
+    let trainer = ProphetTrainer::new();
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut scored = Vec::new();
+    for (path, rel) in &files {
+        bar.set_message(rel.clone());
+        let series = dataset::read_csv(path, &opts.read)?;
+        for note in series.report.notes(series.unit) {
+            tracing::info!(series = %rel, "{note}");
+        }
+        let s = match &labels {
+            Some(l) => {
+                let windows = l.for_file(rel).cloned().unwrap_or_else(|| {
+                    tracing::warn!(series = %rel, "no labels for this file: every flag counts as a false alarm");
+                    Vec::new()
+                });
+                evaluate_labelled(
+                    &trainer,
+                    &series,
+                    rel,
+                    windows,
+                    settings,
+                    train_fraction,
+                    opts.retrain_every,
+                )?
+            }
+            None => evaluate_simulated(&trainer, &series, rel, settings, opts.seed)?,
+        };
+        scored.push(s);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let per_series: Vec<Metrics> = scored
+        .iter()
+        .map(|s| s.metrics(settings.threshold_multiplier))
+        .collect();
+    let total = total_metrics(&scored, settings.threshold_multiplier);
+    let mut eval = Evaluation {
+        series: scored,
+        per_series,
+        total,
+        protocol: if labels.is_some() {
+            "labelled"
+        } else {
+            "simulated"
+        },
+        files: Vec::new(),
+    };
+    eval.files = report::write_all(&eval, settings, opts, opts.dataset.is_dir())?;
+    Ok(eval)
+}
