@@ -94,8 +94,47 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-fn default_true() -> bool {
-    true
+/// Whether to fit a seasonal component: `true`, `false`, or `auto` (Prophet's
+/// rule: daily with ≥ 2 days of sub-daily history, weekly with ≥ 2 weeks,
+/// yearly with ≥ 2 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Seasonality {
+    /// Decide from the history's length and spacing.
+    #[default]
+    Auto,
+    /// Always fit it.
+    On,
+    /// Never fit it.
+    Off,
+}
+
+impl serde::Serialize for Seasonality {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Seasonality::Auto => s.serialize_str("auto"),
+            Seasonality::On => s.serialize_bool(true),
+            Seasonality::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seasonality {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Seasonality::On),
+            Raw::Bool(false) => Ok(Seasonality::Off),
+            Raw::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(Seasonality::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected true, false or auto, got {t:?}"
+            ))),
+        }
+    }
 }
 
 /// `influxdb:` section as written in the file.
@@ -140,6 +179,7 @@ struct RawConfig {
     prometheus_timeout: f64,
     prometheus_retries: i64,
     threshold_multiplier: f64,
+    sustained_samples: i64,
     interval_width: f64,
     train_ratio: f64,
     monitoring_interval: f64,
@@ -148,11 +188,9 @@ struct RawConfig {
     dataset: PathBuf,
     model_path: PathBuf,
     output_dir: PathBuf,
-    #[serde(default = "default_true")]
-    prophet_daily_seasonality: bool,
-    #[serde(default = "default_true")]
-    prophet_weekly_seasonality: bool,
-    prophet_yearly_seasonality: bool,
+    prophet_daily_seasonality: Seasonality,
+    prophet_weekly_seasonality: Seasonality,
+    prophet_yearly_seasonality: Seasonality,
     prophet_changepoint_prior_scale: f64,
     prophet_seasonality_prior_scale: f64,
     prophet_uncertainty_samples: i64,
@@ -167,6 +205,7 @@ impl Default for RawConfig {
             prometheus_timeout: 10.0,
             prometheus_retries: 3,
             threshold_multiplier: 2.0,
+            sustained_samples: 3,
             interval_width: 0.95,
             train_ratio: 0.8,
             monitoring_interval: 30.0,
@@ -175,9 +214,9 @@ impl Default for RawConfig {
             dataset: "datasets/sample_cpu.csv".into(),
             model_path: "models/prophet_model.json".into(),
             output_dir: "output".into(),
-            prophet_daily_seasonality: true,
-            prophet_weekly_seasonality: true,
-            prophet_yearly_seasonality: false,
+            prophet_daily_seasonality: Seasonality::Auto,
+            prophet_weekly_seasonality: Seasonality::Auto,
+            prophet_yearly_seasonality: Seasonality::Off,
             prophet_changepoint_prior_scale: 0.05,
             prophet_seasonality_prior_scale: 10.0,
             prophet_uncertainty_samples: 1000,
@@ -226,11 +265,11 @@ pub struct PrometheusSettings {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProphetSettings {
     /// Fit a daily cycle.
-    pub daily_seasonality: bool,
+    pub daily_seasonality: Seasonality,
     /// Fit a weekly cycle.
-    pub weekly_seasonality: bool,
+    pub weekly_seasonality: Seasonality,
     /// Fit a yearly cycle.
-    pub yearly_seasonality: bool,
+    pub yearly_seasonality: Seasonality,
     /// Flexibility of the trend (Laplace prior scale on changepoint deltas).
     pub changepoint_prior_scale: f64,
     /// Strength of the seasonal components' prior.
@@ -258,6 +297,8 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     /// Band scaling factor `m` (≥ 1).
     pub threshold_multiplier: f64,
+    /// Consecutive flagged samples that make a sustained anomaly (an alert).
+    pub sustained_samples: u32,
     /// Share of history used for fitting when measuring accuracy, in (0, 1).
     pub train_ratio: f64,
     /// Poll interval of the monitor.
@@ -314,6 +355,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PROMETHEUS_RETRIES", "prometheus_retries"),
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
+    ("SUSTAINED_SAMPLES", "sustained_samples"),
     ("TRAIN_RATIO", "train_ratio"),
     ("MONITORING_INTERVAL", "monitoring_interval"),
     ("LOG_LEVEL", "log_level"),
@@ -544,6 +586,13 @@ impl Settings {
                 "between 0 and 100",
             ));
         }
+        if !(1..=10_000).contains(&raw.sustained_samples) {
+            return Err(range(
+                "sustained_samples",
+                raw.sustained_samples.to_string(),
+                "between 1 and 10000",
+            ));
+        }
         if !(0..=100).contains(&raw.prometheus_retries) {
             return Err(range(
                 "prometheus_retries",
@@ -578,6 +627,7 @@ impl Settings {
                 retries: raw.prometheus_retries as u32,
             },
             threshold_multiplier: raw.threshold_multiplier,
+            sustained_samples: raw.sustained_samples as u32,
             train_ratio: raw.train_ratio,
             monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
             log_level: raw.log_level.to_lowercase(),

@@ -189,6 +189,43 @@ impl Sustained {
     }
 }
 
+/// When flagged samples become alerts: after `sustained` consecutive flags
+/// (a sustained anomaly), or at once for a CRITICAL sample (score above
+/// [`CRITICAL_ABOVE`]). Single moderate excursions stay flags without paging
+/// anyone, which is what keeps false alarms down on spiky hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertPolicy {
+    state: Sustained,
+}
+
+impl AlertPolicy {
+    /// `sustained` consecutive flagged samples raise an alert.
+    pub fn new(sustained: u32) -> Self {
+        AlertPolicy {
+            state: Sustained::new(sustained),
+        }
+    }
+
+    /// Feeds the next sample; returns whether it is an alert.
+    pub fn update(&mut self, d: &Detection) -> bool {
+        let sustained = self.state.update(d.is_anomaly);
+        sustained || d.severity == Severity::Critical
+    }
+
+    /// Alerts for a run of base scores (score at multiplier 1) judged at
+    /// multiplier `m`: the same decisions [`AlertPolicy::update`] makes.
+    pub fn alerts_from_base_scores(sustained: u32, base_scores: &[f64], m: f64) -> Vec<bool> {
+        let mut state = Sustained::new(sustained);
+        base_scores
+            .iter()
+            .map(|&z| {
+                let flagged = z > m;
+                state.update(flagged) || z > CRITICAL_ABOVE * m
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +292,22 @@ mod tests {
         assert!(!same.is_anomaly);
         let off = det.check(5.1, 5.0, 5.0, 5.0);
         assert!(off.is_anomaly && off.score.is_finite() && off.severity == Severity::Critical);
+    }
+
+    #[test]
+    fn alert_policy_sustained_or_critical() {
+        let det = Detector::new(2.0);
+        let mut p = AlertPolicy::new(3);
+        // yhat 0, band ±1, m 2: scaled band ±2; critical above score 3 (|x| > 6).
+        let seq = [2.5, 2.5, 2.5, 0.0, 7.0, 0.0, 2.5];
+        let got: Vec<bool> = seq
+            .iter()
+            .map(|&x| p.update(&det.check(x, 0.0, -1.0, 1.0)))
+            .collect();
+        assert_eq!(got, vec![false, false, true, false, true, false, false]);
+        // The score-based form agrees (base score = |x| for a unit band).
+        let z: Vec<f64> = seq.iter().map(|x: &f64| x.abs()).collect();
+        assert_eq!(AlertPolicy::alerts_from_base_scores(3, &z, 2.0), got);
     }
 
     #[test]

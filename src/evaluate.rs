@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::{
     config::Settings,
     dataset::{self, ReadOptions, Series, Unit},
-    detect::{Detection, Detector},
+    detect::{AlertPolicy, Detection, Detector},
     forecast::{Forecast, ForecastError, ProphetTrainer},
     plots::PlotError,
     simulate,
@@ -108,6 +108,8 @@ pub struct ScoredSeries {
     pub first_scored: usize,
     /// Forecast for the scored points.
     pub forecast: Forecast,
+    /// In-sample fit over the learning period (empty when not computed).
+    pub learn_forecast: Forecast,
     /// Detections for the scored points at the configured multiplier.
     pub detections: Vec<Detection>,
     /// Score at multiplier 1 for the scored points (ranks for ROC/PR; flag at
@@ -124,10 +126,12 @@ pub struct ScoredSeries {
 pub struct SweepPoint {
     /// Threshold multiplier.
     pub multiplier: f64,
-    /// Point-level metrics.
+    /// Point-level metrics of the sample flags.
     pub point: PointMetrics,
-    /// Event-level metrics, for windowed labels.
+    /// Event-level metrics of the alerts, for windowed labels.
     pub event: Option<EventMetrics>,
+    /// Event-level metrics of the raw sample flags (the original rule).
+    pub flag_event: Option<EventMetrics>,
 }
 
 /// All metrics of one series (or of a total).
@@ -137,14 +141,16 @@ pub struct Metrics {
     pub series: String,
     /// Scored points.
     pub points: usize,
-    /// Point-level metrics at the configured multiplier.
+    /// Point-level metrics of the sample flags at the configured multiplier.
     pub point: PointMetrics,
     /// ROC curve and AUC.
     pub roc: Curve,
     /// Precision–recall curve and average precision.
     pub pr: Curve,
-    /// Event-level metrics, for windowed labels.
+    /// Event-level metrics of the alerts (sustained or critical), for windowed labels.
     pub event: Option<EventMetrics>,
+    /// Event-level metrics of the raw sample flags, for windowed labels.
+    pub flag_event: Option<EventMetrics>,
     /// Metrics per multiplier.
     pub sweep: Vec<SweepPoint>,
 }
@@ -157,15 +163,32 @@ impl ScoredSeries {
         f
     }
 
+    /// Alerts for all points (false during learning) at multiplier `m` with
+    /// `sustained` consecutive flags needed.
+    pub fn alerts_at(&self, m: f64, sustained: u32) -> Vec<bool> {
+        let mut f = vec![false; self.first_scored];
+        f.extend(AlertPolicy::alerts_from_base_scores(
+            sustained,
+            &self.base_scores,
+            m,
+        ));
+        f
+    }
+
     /// Labels of the scored points.
     fn scored_labels(&self) -> Option<&[bool]> {
         self.labels.as_deref().map(|l| &l[self.first_scored..])
     }
 
     /// Computes every metric for this series.
-    pub fn metrics(&self, multiplier: f64) -> Metrics {
+    pub fn metrics(&self, multiplier: f64, sustained: u32) -> Metrics {
         let labels = self.scored_labels().unwrap_or(&[]);
         let flags: Vec<bool> = self.detections.iter().map(|d| d.is_anomaly).collect();
+        let events = |flags: &[bool]| {
+            self.windows
+                .as_ref()
+                .map(|w| EventMetrics::compute(&self.timestamps, flags, w))
+        };
         let sweep = SWEEP
             .iter()
             .map(|&m| {
@@ -173,10 +196,8 @@ impl ScoredSeries {
                 SweepPoint {
                     multiplier: m,
                     point: PointMetrics::compute(labels, &all[self.first_scored..]),
-                    event: self
-                        .windows
-                        .as_ref()
-                        .map(|w| EventMetrics::compute(&self.timestamps, &all, w)),
+                    event: events(&self.alerts_at(m, sustained)),
+                    flag_event: events(&all),
                 }
             })
             .collect();
@@ -186,18 +207,19 @@ impl ScoredSeries {
             point: PointMetrics::compute(labels, &flags),
             roc: metrics::roc(labels, &self.base_scores),
             pr: metrics::pr(labels, &self.base_scores),
-            event: self
-                .windows
-                .as_ref()
-                .map(|w| EventMetrics::compute(&self.timestamps, &self.flags_at(multiplier), w)),
+            event: events(&self.alerts_at(multiplier, sustained)),
+            flag_event: events(&self.flags_at(multiplier)),
             sweep,
         }
     }
 }
 
 /// Totals over series: counts summed; curves from all points pooled.
-pub fn total_metrics(series: &[ScoredSeries], multiplier: f64) -> Metrics {
-    let per: Vec<Metrics> = series.iter().map(|s| s.metrics(multiplier)).collect();
+pub fn total_metrics(series: &[ScoredSeries], multiplier: f64, sustained: u32) -> Metrics {
+    let per: Vec<Metrics> = series
+        .iter()
+        .map(|s| s.metrics(multiplier, sustained))
+        .collect();
     let mut labels = Vec::new();
     let mut scores = Vec::new();
     for s in series {
@@ -223,6 +245,7 @@ pub fn total_metrics(series: &[ScoredSeries], multiplier: f64) -> Metrics {
                 .iter()
                 .fold(PointMetrics::default(), |a, b| a.merge(&b.sweep[i].point)),
             event: sum_event(&|x: &Metrics| x.sweep[i].event),
+            flag_event: sum_event(&|x: &Metrics| x.sweep[i].flag_event),
         })
         .collect();
     Metrics {
@@ -234,8 +257,18 @@ pub fn total_metrics(series: &[ScoredSeries], multiplier: f64) -> Metrics {
         roc: metrics::roc(&labels, &scores),
         pr: metrics::pr(&labels, &scores),
         event: sum_event(&|x: &Metrics| x.event),
+        flag_event: sum_event(&|x: &Metrics| x.flag_event),
         sweep,
     }
+}
+
+/// The forecasts of a walk-forward run.
+#[derive(Debug, Clone, Default)]
+pub struct WalkForward {
+    /// In-sample fit of the first model over the learning period `ts[..first]`.
+    pub learn: Forecast,
+    /// Out-of-sample forecast for `ts[first..]`.
+    pub scored: Forecast,
 }
 
 /// Fits on everything before each refit boundary and forecasts up to the
@@ -247,10 +280,11 @@ pub fn walk_forward(
     settings: &Settings,
     first: usize,
     retrain_every: Option<i64>,
-) -> Result<Forecast, ForecastError> {
+) -> Result<WalkForward, ForecastError> {
     let ts = &series.timestamps;
     let n = ts.len();
     let mut out = Forecast::default();
+    let mut learn = None;
     let mut i = first;
     while i < n {
         let end = match retrain_every {
@@ -267,6 +301,9 @@ pub fn walk_forward(
             series.unit,
             settings.seed,
         )?;
+        if learn.is_none() {
+            learn = Some(model.predict(&ts[..i])?);
+        }
         let f = model.predict(&ts[i..end])?;
         out.timestamps.extend(f.timestamps);
         out.yhat.extend(f.yhat);
@@ -274,7 +311,10 @@ pub fn walk_forward(
         out.upper.extend(f.upper);
         i = end;
     }
-    Ok(out)
+    Ok(WalkForward {
+        learn: learn.unwrap_or_default(),
+        scored: out,
+    })
 }
 
 fn detect_all(forecast: &Forecast, values: &[f64], m: f64) -> (Vec<Detection>, Vec<f64>) {
@@ -302,15 +342,14 @@ pub fn evaluate_labelled(
 ) -> Result<ScoredSeries, EvaluateError> {
     let first = ((series.len() as f64) * train_fraction).floor() as usize;
     let first = first.clamp(crate::forecast::prophet::MIN_FIT_POINTS, series.len());
-    let forecast =
-        walk_forward(trainer, series, settings, first, retrain_every).map_err(|source| {
-            EvaluateError::Forecast {
-                series: name.to_string(),
-                source,
-            }
-        })?;
+    let wf = walk_forward(trainer, series, settings, first, retrain_every).map_err(|source| {
+        EvaluateError::Forecast {
+            series: name.to_string(),
+            source,
+        }
+    })?;
     let (detections, base_scores) = detect_all(
-        &forecast,
+        &wf.scored,
         &series.values[first..],
         settings.threshold_multiplier,
     );
@@ -320,7 +359,8 @@ pub fn evaluate_labelled(
         timestamps: series.timestamps.clone(),
         values: series.values.clone(),
         first_scored: first,
-        forecast,
+        forecast: wf.scored,
+        learn_forecast: wf.learn,
         detections,
         base_scores,
         labels: Some(point_labels(&series.timestamps, &windows)),
@@ -358,6 +398,7 @@ pub fn evaluate_simulated(
         )
         .map_err(fe)?;
     let forecast = model.predict(&series.timestamps[first..]).map_err(fe)?;
+    let learn_forecast = model.predict(&series.timestamps[..first]).map_err(fe)?;
     let mut values = series.values.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let tail_labels =
@@ -373,6 +414,7 @@ pub fn evaluate_simulated(
         values,
         first_scored: first,
         forecast,
+        learn_forecast,
         detections,
         base_scores,
         labels: Some(labels),
@@ -485,11 +527,9 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let per_series: Vec<Metrics> = scored
-        .iter()
-        .map(|s| s.metrics(settings.threshold_multiplier))
-        .collect();
-    let total = total_metrics(&scored, settings.threshold_multiplier);
+    let (m, n) = (settings.threshold_multiplier, settings.sustained_samples);
+    let per_series: Vec<Metrics> = scored.iter().map(|s| s.metrics(m, n)).collect();
+    let total = total_metrics(&scored, m, n);
     let mut eval = Evaluation {
         series: scored,
         per_series,

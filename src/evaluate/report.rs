@@ -26,7 +26,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> EvaluateError + '_ {
 
 /// Writes one scored CSV: every row of the series; rows of the learning
 /// period have empty forecast fields, `phase=learn` and are never flagged.
-pub fn write_scored_csv(path: &Path, s: &ScoredSeries) -> Result<(), EvaluateError> {
+pub fn write_scored_csv(
+    path: &Path,
+    s: &ScoredSeries,
+    alerts: &[bool],
+) -> Result<(), EvaluateError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
@@ -34,7 +38,7 @@ pub fn write_scored_csv(path: &Path, s: &ScoredSeries) -> Result<(), EvaluateErr
     let mut w = std::io::BufWriter::new(f);
     let has_labels = s.labels.is_some();
     let mut header =
-        "timestamp,value,yhat,yhat_lower,yhat_upper,lower_threshold,upper_threshold,score,is_anomaly,severity,phase"
+        "timestamp,value,yhat,yhat_lower,yhat_upper,lower_threshold,upper_threshold,score,is_anomaly,severity,alert,phase"
             .to_string();
     if has_labels {
         header.push_str(",label");
@@ -42,14 +46,27 @@ pub fn write_scored_csv(path: &Path, s: &ScoredSeries) -> Result<(), EvaluateErr
     writeln!(w, "{header}").map_err(io_err(path))?;
     for i in 0..s.timestamps.len() {
         let mut line = format!("{},{}", format_ts(s.timestamps[i]), s.values[i]);
-        if i < s.first_scored {
-            line.push_str(",,,,,,,false,,learn");
+        if i < s.first_scored && i < s.learn_forecast.len() {
+            // In-sample fit: shown for reference, never flagged.
+            let f = &s.learn_forecast;
+            let _ = write!(
+                line,
+                ",{:.6},{:.6},{:.6},,,{:.4},false,,false,learn",
+                f.yhat[i],
+                f.lower[i],
+                f.upper[i],
+                crate::detect::Detector::new(1.0)
+                    .check(s.values[i], f.yhat[i], f.lower[i], f.upper[i])
+                    .score
+            );
+        } else if i < s.first_scored {
+            line.push_str(",,,,,,,false,,false,learn");
         } else {
             let k = i - s.first_scored;
             let d = &s.detections[k];
             let _ = write!(
                 line,
-                ",{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{},{},score",
+                ",{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{},{},{},score",
                 s.forecast.yhat[k],
                 s.forecast.lower[k],
                 s.forecast.upper[k],
@@ -57,7 +74,8 @@ pub fn write_scored_csv(path: &Path, s: &ScoredSeries) -> Result<(), EvaluateErr
                 d.upper_threshold,
                 d.score,
                 d.is_anomaly,
-                d.severity.as_str()
+                d.severity.as_str(),
+                alerts[i]
             );
         }
         if let Some(l) = &s.labels {
@@ -77,6 +95,7 @@ struct MetricsSummary<'a> {
     roc_auc: f64,
     pr_auc: f64,
     event: Option<EventMetrics>,
+    flag_event: Option<EventMetrics>,
     sweep: &'a [super::SweepPoint],
 }
 
@@ -89,6 +108,7 @@ impl<'a> From<&'a Metrics> for MetricsSummary<'a> {
             roc_auc: m.roc.area,
             pr_auc: m.pr.area,
             event: m.event,
+            flag_event: m.flag_event,
             sweep: &m.sweep,
         }
     }
@@ -100,6 +120,7 @@ struct JsonReport<'a> {
     dataset: String,
     labels: Option<String>,
     threshold_multiplier: f64,
+    sustained_samples: u32,
     interval_width: f64,
     train_fraction: f64,
     retrain_every_seconds: Option<i64>,
@@ -124,9 +145,10 @@ pub fn render_table(e: &Evaluation, settings: &Settings, opts: &EvalOptions) -> 
     let _ = writeln!(o, "cpu-anomaly evaluation ({} protocol)", e.protocol);
     let _ = writeln!(
         o,
-        "dataset {} | threshold_multiplier {} | interval_width {} | {}",
+        "dataset {} | threshold_multiplier {} | sustained_samples {} | interval_width {} | {}",
         opts.dataset.display(),
         settings.threshold_multiplier,
+        settings.sustained_samples,
         settings.prophet.interval_width,
         if e.protocol == "labelled" {
             format!(
@@ -199,7 +221,11 @@ pub fn render_table(e: &Evaluation, settings: &Settings, opts: &EvalOptions) -> 
     let _ = writeln!(o, "Threshold sweep (totals):");
     let _ = write!(o, "  {:>6} {:>6} {:>6} {:>6}", "m", "P", "R", "F1");
     if windowed {
-        let _ = write!(o, " {:>6} {:>6} {:>6} {:>5}", "evP", "winR", "evF1", "ev");
+        let _ = write!(
+            o,
+            " {:>6} {:>6} {:>6} {:>5} {:>9}",
+            "evP", "winR", "evF1", "ev", "flagEvF1"
+        );
     }
     let _ = writeln!(o);
     for s in &e.total.sweep {
@@ -211,14 +237,15 @@ pub fn render_table(e: &Evaluation, settings: &Settings, opts: &EvalOptions) -> 
             fmt_f(s.point.recall),
             fmt_f(s.point.f1)
         );
-        if let Some(ev) = s.event {
+        if let (Some(ev), Some(fe)) = (s.event, s.flag_event) {
             let _ = write!(
                 o,
-                " {:>6} {:>6} {:>6} {:>5}",
+                " {:>6} {:>6} {:>6} {:>5} {:>9}",
                 fmt_f(ev.precision),
                 fmt_f(ev.recall),
                 fmt_f(ev.f1),
-                ev.events
+                ev.events,
+                fmt_f(fe.f1)
             );
         }
         let _ = writeln!(o);
@@ -279,7 +306,11 @@ pub fn write_all(
         } else {
             (out.join("scored.csv"), out.join("detection_overview.png"))
         };
-        write_scored_csv(&csv, s)?;
+        write_scored_csv(
+            &csv,
+            s,
+            &s.alerts_at(settings.threshold_multiplier, settings.sustained_samples),
+        )?;
         files.push(csv);
         if !opts.no_plots {
             overview(&png, s)?;
@@ -296,6 +327,7 @@ pub fn write_all(
         dataset: opts.dataset.display().to_string(),
         labels: opts.labels.as_ref().map(|p| p.display().to_string()),
         threshold_multiplier: settings.threshold_multiplier,
+        sustained_samples: settings.sustained_samples,
         interval_width: settings.prophet.interval_width,
         train_fraction: if e.protocol == "labelled" {
             opts.train_fraction

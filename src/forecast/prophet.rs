@@ -22,7 +22,10 @@ use super::{
     band::{sample_band, BandModel},
     Components, Forecast, ForecastError,
 };
-use crate::{config::ProphetSettings, dataset::Unit};
+use crate::{
+    config::{ProphetSettings, Seasonality},
+    dataset::Unit,
+};
 
 /// Identifies a model file.
 pub const MODEL_FORMAT: &str = "cpu-anomaly/prophet";
@@ -104,6 +107,14 @@ impl ProphetTrainer {
     }
 }
 
+fn seasonality(s: Seasonality) -> SeasonalityOption {
+    match s {
+        Seasonality::Auto => SeasonalityOption::Auto,
+        Seasonality::On => SeasonalityOption::Manual(true),
+        Seasonality::Off => SeasonalityOption::Manual(false),
+    }
+}
+
 fn prophet_options(s: &ProphetSettings) -> Result<ProphetOptions, ForecastError> {
     let pf = |v: f64| {
         PositiveFloat::try_new(v).map_err(|e| {
@@ -111,9 +122,9 @@ fn prophet_options(s: &ProphetSettings) -> Result<ProphetOptions, ForecastError>
         })
     };
     Ok(ProphetOptions {
-        daily_seasonality: SeasonalityOption::Manual(s.daily_seasonality),
-        weekly_seasonality: SeasonalityOption::Manual(s.weekly_seasonality),
-        yearly_seasonality: SeasonalityOption::Manual(s.yearly_seasonality),
+        daily_seasonality: seasonality(s.daily_seasonality),
+        weekly_seasonality: seasonality(s.weekly_seasonality),
+        yearly_seasonality: seasonality(s.yearly_seasonality),
         changepoint_prior_scale: pf(s.changepoint_prior_scale)?,
         seasonality_prior_scale: pf(s.seasonality_prior_scale)?,
         interval_width: IntervalWidth::try_new(s.interval_width)?,
