@@ -100,15 +100,29 @@ pub struct Curve {
     pub area: f64,
 }
 
-/// Sorts by descending score; ties share one curve point.
-fn ranked(labels: &[bool], scores: &[f64]) -> Vec<(f64, bool)> {
+/// Cumulative (TP, FP) counts at each distinct score, highest score first:
+/// the confusion counts of every possible threshold. Ties share one point;
+/// NaN scores rank lowest.
+fn cumulative_counts(labels: &[bool], scores: &[f64]) -> Vec<(f64, f64)> {
     let mut v: Vec<(f64, bool)> = scores
         .iter()
         .zip(labels)
         .map(|(&s, &l)| (if s.is_nan() { f64::NEG_INFINITY } else { s }, l))
         .collect();
     v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    v
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (i, &(s, l)) in v.iter().enumerate() {
+        if l {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        if v.get(i + 1).map_or(true, |next| next.0 != s) {
+            out.push((tp, fp));
+        }
+    }
+    out
 }
 
 /// ROC curve of `scores` against `labels` and its area (0.5 = chance). With
@@ -122,20 +136,9 @@ pub fn roc(labels: &[bool], scores: &[f64]) -> Curve {
             area: f64::NAN,
         };
     }
-    let v = ranked(labels, scores);
     let mut points = vec![(0.0, 0.0)];
-    let (mut tp, mut fp, mut area) = (0.0, 0.0, 0.0);
-    let mut i = 0;
-    while i < v.len() {
-        let s = v[i].0;
-        while i < v.len() && v[i].0 == s {
-            if v[i].1 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            i += 1;
-        }
+    let mut area = 0.0;
+    for (tp, fp) in cumulative_counts(labels, scores) {
         let (x0, y0) = *points.last().expect("starts non-empty");
         let (x1, y1) = (fp / neg, tp / pos);
         area += (x1 - x0) * (y0 + y1) / 2.0;
@@ -153,20 +156,9 @@ pub fn pr(labels: &[bool], scores: &[f64]) -> Curve {
             area: f64::NAN,
         };
     }
-    let v = ranked(labels, scores);
     let mut points = Vec::new();
-    let (mut tp, mut fp, mut area, mut last_r) = (0.0, 0.0, 0.0, 0.0);
-    let mut i = 0;
-    while i < v.len() {
-        let s = v[i].0;
-        while i < v.len() && v[i].0 == s {
-            if v[i].1 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            i += 1;
-        }
+    let (mut area, mut last_r) = (0.0, 0.0);
+    for (tp, fp) in cumulative_counts(labels, scores) {
         let (r, p) = (tp / pos, tp / (tp + fp));
         area += (r - last_r) * p;
         last_r = r;
