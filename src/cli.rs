@@ -79,12 +79,25 @@ pub struct Cli {
     /// Band scaling m >= 1: a point is anomalous outside the band widened m times [config: threshold_multiplier].
     #[arg(long, value_name = "M")]
     pub threshold_multiplier: Option<f64>,
+    /// Consecutive flagged samples that raise an alert [config: sustained_samples].
+    #[arg(long, value_name = "N")]
+    pub sustained_samples: Option<u32>,
+    /// Model family: prophet or mstl (MSTL + ETS) [config: model].
+    #[arg(long, value_name = "FAMILY")]
+    pub model: Option<String>,
+    /// Fit, drop points far outside the band, refit: true or false [config: robust_training].
+    #[arg(long, value_name = "BOOL")]
+    pub robust_training: Option<bool>,
     /// Name of the time column (default: first of timestamp, ds, time, date).
     #[arg(long, value_name = "NAME")]
     pub time_column: Option<String>,
     /// Name of the value column (default: first of cpu_usage, value, y, cpu).
     #[arg(long, value_name = "NAME")]
     pub value_column: Option<String>,
+    /// Evaluate: name of a 0/1 label column (default: first of label, is_anomaly, anomaly, if present);
+    /// runs of labelled rows become label windows.
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
     /// Unit of the CSV values.
     #[arg(long, value_enum, default_value = "auto")]
     pub unit: UnitArg,
@@ -101,6 +114,10 @@ pub struct Cli {
     /// Seed of simulated anomalies [config: seed].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Evaluate: run the simulated protocol (inject anomalies) even when labels are given;
+    /// labelled points then count as real anomalies beside the injected ones.
+    #[arg(long)]
+    pub inject: bool,
     /// Skip PNG plots.
     #[arg(long)]
     pub no_plots: bool,
@@ -151,6 +168,14 @@ impl Cli {
             "--threshold-multiplier",
             self.threshold_multiplier,
         );
+        o.set(
+            "sustained_samples",
+            "--sustained-samples",
+            self.sustained_samples,
+        );
+        o.set("model", "--model", self.model.clone());
+        o.set("seed", "--seed", self.seed);
+        o.set("robust_training", "--robust-training", self.robust_training);
         o
     }
 }

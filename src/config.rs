@@ -16,6 +16,8 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
+use crate::forecast::ModelFamily;
+
 /// The file read when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config.yaml";
 
@@ -188,6 +190,8 @@ struct RawConfig {
     dataset: PathBuf,
     model_path: PathBuf,
     output_dir: PathBuf,
+    model: ModelFamily,
+    robust_training: bool,
     prophet_daily_seasonality: Seasonality,
     prophet_weekly_seasonality: Seasonality,
     prophet_yearly_seasonality: Seasonality,
@@ -214,6 +218,8 @@ impl Default for RawConfig {
             dataset: "datasets/sample_cpu.csv".into(),
             model_path: "models/prophet_model.json".into(),
             output_dir: "output".into(),
+            model: ModelFamily::Prophet,
+            robust_training: false,
             prophet_daily_seasonality: Seasonality::Auto,
             prophet_weekly_seasonality: Seasonality::Auto,
             prophet_yearly_seasonality: Seasonality::Off,
@@ -313,7 +319,11 @@ pub struct Settings {
     pub model_path: PathBuf,
     /// Where plots and reports go.
     pub output_dir: PathBuf,
-    /// Prophet options.
+    /// Model family that forecasts.
+    pub model: ModelFamily,
+    /// Fit, drop points far outside the band, refit.
+    pub robust_training: bool,
+    /// Model options (seasonality keys and band width apply to both families).
     pub prophet: ProphetSettings,
     /// Seed for every random draw (bands, simulations).
     pub seed: u64,
@@ -363,18 +373,21 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("DATASET", "dataset"),
     ("MODEL_PATH", "model_path"),
     ("OUTPUT_DIR", "output_dir"),
+    ("MODEL", "model"),
+    ("ROBUST_TRAINING", "robust_training"),
+    ("SEED", "seed"),
 ];
 
 fn kind_of(key: &str) -> Kind {
     match key {
         "influxdb.enabled"
+        | "robust_training"
         | "prophet_daily_seasonality"
         | "prophet_weekly_seasonality"
         | "prophet_yearly_seasonality" => Kind::Bool,
         "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket"
-        | "prometheus_url" | "log_level" | "log_dir" | "dataset" | "model_path" | "output_dir" => {
-            Kind::Str
-        }
+        | "prometheus_url" | "model" | "log_level" | "log_dir" | "dataset" | "model_path"
+        | "output_dir" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -635,6 +648,8 @@ impl Settings {
             dataset: raw.dataset,
             model_path: raw.model_path,
             output_dir: raw.output_dir,
+            model: raw.model,
+            robust_training: raw.robust_training,
             prophet,
             seed: raw.seed,
         })
@@ -657,6 +672,23 @@ mod tests {
             |k| env.get(k).cloned(),
             &cli,
         )
+    }
+
+    #[test]
+    fn model_family_and_robust_training_from_every_layer() {
+        let s = load(
+            "model: mstl\n",
+            &[("ROBUST_TRAINING", "true")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.model, ModelFamily::Mstl);
+        assert!(s.robust_training);
+        let e = load("model: arima\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.yaml: key `model`"), "{e}");
+        assert!(e.contains("prophet"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const TIME_COLUMNS: &[&str] = &["timestamp", "ds", "time", "date"];
 /// Value column names tried, in order, when none is given.
 pub const VALUE_COLUMNS: &[&str] = &["cpu_usage", "value", "y", "cpu"];
+/// Label column names tried, in order, when none is given (optional column).
+pub const LABEL_COLUMNS: &[&str] = &["label", "is_anomaly", "anomaly"];
 /// Fewest rows a training set may have.
 pub const MIN_ROWS: usize = 10;
 /// Largest value a series detected as fractions may contain.
@@ -158,6 +160,9 @@ pub struct ReadOptions {
     pub value_column: Option<String>,
     /// Unit; `None` detects it with [`Unit::detect`].
     pub unit: Option<Unit>,
+    /// Name of the label column (0/1, true/false); default: first of
+    /// [`LABEL_COLUMNS`] if present.
+    pub label_column: Option<String>,
 }
 
 /// A run of missing samples.
@@ -251,6 +256,8 @@ pub struct Series {
     pub values: Vec<f64>,
     /// Unit of `values`.
     pub unit: Unit,
+    /// Ground truth per sample (true = anomalous), from a label column.
+    pub labels: Option<Vec<bool>>,
     /// Repairs made while loading.
     pub report: LoadReport,
 }
@@ -278,6 +285,7 @@ impl Series {
             name: self.name.clone(),
             timestamps: self.timestamps[..n].to_vec(),
             values: self.values[..n].to_vec(),
+            labels: self.labels.as_ref().map(|l| l[..n].to_vec()),
             unit: self.unit,
             report: self.report.clone(),
         }
@@ -290,6 +298,7 @@ impl Series {
             name: self.name.clone(),
             timestamps: self.timestamps[n..].to_vec(),
             values: self.values[n..].to_vec(),
+            labels: self.labels.as_ref().map(|l| l[n..].to_vec()),
             unit: self.unit,
             report: self.report.clone(),
         }
@@ -432,11 +441,23 @@ pub fn read_csv_from(
             flag: "--value-column",
         }
     })?;
+    let lcol = find_column(&headers, &opts.label_column, LABEL_COLUMNS);
+    if lcol.is_none() {
+        if let Some(wanted) = &opts.label_column {
+            return Err(DatasetError::MissingColumn {
+                path: p(),
+                role: "label",
+                wanted: wanted.clone(),
+                found: found.clone(),
+                flag: "--label-column",
+            });
+        }
+    }
     let tname = headers[tcol].to_string();
     let vname = headers[vcol].to_string();
 
-    // (timestamp, value, line)
-    let mut rows: Vec<(i64, f64, u64)> = Vec::new();
+    // (timestamp, value, line, label)
+    let mut rows: Vec<(i64, f64, u64, bool)> = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut record) {
@@ -477,7 +498,20 @@ pub fn read_csv_from(
                 value: vraw.to_string(),
             });
         }
-        rows.push((ts, value, line));
+        let label = match lcol {
+            Some(c) => {
+                let raw = record.get(c).unwrap_or("");
+                parse_label(raw).ok_or_else(|| DatasetError::BadCell {
+                    path: p(),
+                    line,
+                    column: headers[c].to_string(),
+                    problem: "not a label (expected 0/1, true/false or yes/no)",
+                    value: raw.to_string(),
+                })?
+            }
+            None => false,
+        };
+        rows.push((ts, value, line, label));
     }
     if rows.is_empty() {
         return Err(DatasetError::Empty {
@@ -496,13 +530,15 @@ pub fn read_csv_from(
     }
     let mut timestamps = Vec::with_capacity(rows.len());
     let mut values = Vec::with_capacity(rows.len());
-    for (ts, v, line) in rows {
+    let mut labels = Vec::with_capacity(rows.len());
+    for (ts, v, line, label) in rows {
         if timestamps.last() == Some(&ts) {
             report.duplicate_lines.push(line);
             continue;
         }
         timestamps.push(ts);
         values.push(v);
+        labels.push(label);
     }
     if timestamps.len() < MIN_ROWS {
         return Err(DatasetError::TooFewRows {
@@ -540,8 +576,17 @@ pub fn read_csv_from(
         timestamps,
         values,
         unit,
+        labels: lcol.map(|_| labels),
         report,
     })
+}
+
+fn parse_label(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "1.0" | "true" | "yes" => Some(true),
+        "0" | "0.0" | "false" | "no" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -709,6 +754,7 @@ mod tests {
             time_column: Some("t".into()),
             value_column: Some("busy".into()),
             unit: Some(Unit::Percent),
+            label_column: None,
         };
         let s = read_csv_from(text.as_bytes(), Path::new("t.csv"), &opts).unwrap();
         assert_eq!(s.unit, Unit::Percent);
@@ -728,6 +774,23 @@ mod tests {
         v.push(2.3);
         assert_eq!(Unit::detect(&v), Unit::Percent);
         assert_eq!(Unit::detect(&[12.0, 97.0]), Unit::Percent);
+    }
+
+    #[test]
+    fn label_column_is_read_and_checked() {
+        let text = "timestamp,value,label\n".to_string()
+            + &rows(12, |i| {
+                format!("2024-01-01 {i:02}:00:00,{},{}", 10 + i, u8::from(i == 5))
+            });
+        let s = read(&text).unwrap();
+        let l = s.labels.unwrap();
+        assert_eq!(l.iter().filter(|&&b| b).count(), 1);
+        assert!(l[5]);
+        let bad = text.replace(",10,0", ",10,maybe");
+        let e = read(&bad).unwrap_err().to_string();
+        assert!(e.contains(":2: column `label`"), "{e}");
+        let none = read(&text.replace("label", "other")).unwrap();
+        assert!(none.labels.is_none());
     }
 
     #[test]

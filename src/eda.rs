@@ -141,6 +141,7 @@ mod tests {
             timestamps: ts,
             values,
             unit: Unit::Percent,
+            labels: None,
             report: LoadReport::default(),
         };
         let sum = summarize(&s);

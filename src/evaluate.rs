@@ -24,7 +24,7 @@ use crate::{
     config::Settings,
     dataset::{self, ReadOptions, Series, Unit},
     detect::{AlertPolicy, Detection, Detector},
-    forecast::{Forecast, ForecastError, ProphetTrainer},
+    forecast::{Forecast, ForecastError, Trainer},
     plots::PlotError,
     simulate,
 };
@@ -91,6 +91,9 @@ pub struct EvalOptions {
     pub read: ReadOptions,
     /// Skip PNGs.
     pub no_plots: bool,
+    /// Run the simulated protocol even when labels are known; known
+    /// anomalies then count as positives beside the injected ones.
+    pub inject: bool,
 }
 
 /// One evaluated series: the scored points after the learning period.
@@ -269,15 +272,16 @@ pub struct WalkForward {
     pub learn: Forecast,
     /// Out-of-sample forecast for `ts[first..]`.
     pub scored: Forecast,
+    /// Training points robust training dropped, summed over refits.
+    pub dropped: usize,
 }
 
 /// Fits on everything before each refit boundary and forecasts up to the
 /// next one: the forecast for `ts[first..]`, never using a point at or after
 /// the one being forecast.
 pub fn walk_forward(
-    trainer: &ProphetTrainer,
+    trainer: &Trainer,
     series: &Series,
-    settings: &Settings,
     first: usize,
     retrain_every: Option<i64>,
 ) -> Result<WalkForward, ForecastError> {
@@ -285,6 +289,7 @@ pub fn walk_forward(
     let n = ts.len();
     let mut out = Forecast::default();
     let mut learn = None;
+    let mut dropped = 0;
     let mut i = first;
     while i < n {
         let end = match retrain_every {
@@ -294,13 +299,9 @@ pub fn walk_forward(
             }
             _ => n,
         };
-        let model = trainer.fit(
-            &ts[..i],
-            &series.values[..i],
-            &settings.prophet,
-            series.unit,
-            settings.seed,
-        )?;
+        let fitted = trainer.fit(&ts[..i], &series.values[..i], series.unit)?;
+        dropped += fitted.dropped;
+        let model = fitted.model;
         if learn.is_none() {
             learn = Some(model.predict(&ts[..i])?);
         }
@@ -314,6 +315,7 @@ pub fn walk_forward(
     Ok(WalkForward {
         learn: learn.unwrap_or_default(),
         scored: out,
+        dropped,
     })
 }
 
@@ -332,7 +334,7 @@ fn detect_all(forecast: &Forecast, values: &[f64], m: f64) -> (Vec<Detection>, V
 
 /// The labelled protocol on one series.
 pub fn evaluate_labelled(
-    trainer: &ProphetTrainer,
+    trainer: &Trainer,
     series: &Series,
     name: &str,
     windows: Vec<(i64, i64)>,
@@ -341,8 +343,8 @@ pub fn evaluate_labelled(
     retrain_every: Option<i64>,
 ) -> Result<ScoredSeries, EvaluateError> {
     let first = ((series.len() as f64) * train_fraction).floor() as usize;
-    let first = first.clamp(crate::forecast::prophet::MIN_FIT_POINTS, series.len());
-    let wf = walk_forward(trainer, series, settings, first, retrain_every).map_err(|source| {
+    let first = first.clamp(crate::forecast::MIN_FIT_POINTS, series.len());
+    let wf = walk_forward(trainer, series, first, retrain_every).map_err(|source| {
         EvaluateError::Forecast {
             series: name.to_string(),
             source,
@@ -368,17 +370,21 @@ pub fn evaluate_labelled(
     })
 }
 
-/// The simulated protocol on one series: fit on the head, inject into the tail.
+/// The simulated protocol on one series: fit on the head, inject into the
+/// tail. `known` marks anomalies already in the data (from labels): they
+/// count as positives too, so a real incident in the tail is not scored as
+/// a false alarm.
 pub fn evaluate_simulated(
-    trainer: &ProphetTrainer,
+    trainer: &Trainer,
     series: &Series,
     name: &str,
     settings: &Settings,
     seed: u64,
+    known: Option<&[bool]>,
 ) -> Result<ScoredSeries, EvaluateError> {
     let n = series.len();
     let first = ((n as f64) * settings.train_ratio).floor() as usize;
-    if first < crate::forecast::prophet::MIN_FIT_POINTS || first + 20 > n {
+    if first < crate::forecast::MIN_FIT_POINTS || first + 20 > n {
         return Err(EvaluateError::Invalid(format!(
             "{name}: {n} points leave too little to fit and inject into at train_ratio {}",
             settings.train_ratio
@@ -392,11 +398,10 @@ pub fn evaluate_simulated(
         .fit(
             &series.timestamps[..first],
             &series.values[..first],
-            &settings.prophet,
             series.unit,
-            settings.seed,
         )
-        .map_err(fe)?;
+        .map_err(fe)?
+        .model;
     let forecast = model.predict(&series.timestamps[first..]).map_err(fe)?;
     let learn_forecast = model.predict(&series.timestamps[..first]).map_err(fe)?;
     let mut values = series.values.clone();
@@ -405,6 +410,11 @@ pub fn evaluate_simulated(
         simulate::inject_protocol(&mut values[first..], SIMULATED_ANOMALY_RATE, &mut rng);
     let mut labels = vec![false; first];
     labels.extend(tail_labels);
+    if let Some(k) = known {
+        for (l, &k) in labels.iter_mut().zip(k) {
+            *l |= k;
+        }
+    }
     let (detections, base_scores) =
         detect_all(&forecast, &values[first..], settings.threshold_multiplier);
     Ok(ScoredSeries {
@@ -492,36 +502,50 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
             .unwrap_or_else(|| opts.dataset.display().to_string());
         vec![(opts.dataset.clone(), name)]
     };
-    let trainer = ProphetTrainer::new();
+    let trainer = Trainer::from_settings(settings);
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut scored = Vec::new();
+    let mut labelled = labels.is_some();
     for (path, rel) in &files {
         bar.set_message(rel.clone());
         let series = dataset::read_csv(path, &opts.read)?;
+        labelled |= series.labels.is_some();
         for note in series.report.notes(series.unit) {
             tracing::info!(series = %rel, "{note}");
         }
-        let s = match &labels {
-            Some(l) => {
-                let windows = l.for_file(rel).cloned().unwrap_or_else(|| {
-                    tracing::warn!(series = %rel, "no labels for this file: every flag counts as a false alarm");
-                    Vec::new()
-                });
-                evaluate_labelled(
+        let windows = match (&labels, &series.labels) {
+            (Some(l), _) => Some(l.for_file(rel).cloned().unwrap_or_else(|| {
+                tracing::warn!(series = %rel, "no labels for this file: every flag counts as a false alarm");
+                Vec::new()
+            })),
+            (None, Some(points)) => Some(labels::windows_from_points(&series.timestamps, points)),
+            (None, None) => None,
+        };
+        let s = match windows {
+            Some(w) if !opts.inject => evaluate_labelled(
+                &trainer,
+                &series,
+                rel,
+                w,
+                settings,
+                train_fraction,
+                opts.retrain_every,
+            )?,
+            w => {
+                let known = w.map(|w| point_labels(&series.timestamps, &w));
+                evaluate_simulated(
                     &trainer,
                     &series,
                     rel,
-                    windows,
                     settings,
-                    train_fraction,
-                    opts.retrain_every,
+                    opts.seed,
+                    known.as_deref(),
                 )?
             }
-            None => evaluate_simulated(&trainer, &series, rel, settings, opts.seed)?,
         };
         scored.push(s);
         bar.inc(1);
@@ -534,7 +558,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
         series: scored,
         per_series,
         total,
-        protocol: if labels.is_some() {
+        protocol: if labelled && !opts.inject {
             "labelled"
         } else {
             "simulated"

@@ -1,13 +1,344 @@
 //! Forecasting: what normal looks like, as a point forecast with a
 //! prediction band for any set of timestamps.
 //!
-//! The detector downstream sees only [`Forecast`] values, never a model, so it
-//! does not care which model family produced the band.
+//! Two model families, chosen with the `model` key: Prophet (default) and
+//! MSTL + ETS. [`Trainer`] fits either (optionally robustly: fit, drop the
+//! points far outside the band, refit) and returns a [`Model`]; the detector
+//! downstream sees only [`Forecast`] values, never a model, so it does not
+//! care which family produced the band.
 
 pub mod band;
+pub mod mstl;
 pub mod prophet;
 
+use std::{cell::OnceCell, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+pub use mstl::MstlModel;
 pub use prophet::{ProphetModel, ProphetTrainer};
+
+use crate::{config::ProphetSettings, dataset::Unit};
+
+/// Fewest points a fit accepts.
+pub const MIN_FIT_POINTS: usize = 10;
+/// Robust training drops points whose score against the first fit's band
+/// (multiplier 1) exceeds this: more than twice the band's half-width away
+/// from the forecast, about 4 sigma for Gaussian noise.
+pub const ROBUST_CUTOFF: f64 = 2.0;
+/// Robust training drops at most this share of the history (worst first).
+pub const ROBUST_MAX_DROP: f64 = 0.1;
+
+/// Which model family forecasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFamily {
+    /// Prophet: piecewise-linear trend + Fourier seasonalities, Stan MAP fit.
+    #[default]
+    Prophet,
+    /// MSTL decomposition + AutoETS on the deseasonalised rest.
+    Mstl,
+}
+
+impl ModelFamily {
+    /// Name as written in config and model metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelFamily::Prophet => "prophet",
+            ModelFamily::Mstl => "mstl",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Training history stored with a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Unix seconds.
+    pub ds: Vec<i64>,
+    /// Values in the model's unit.
+    pub y: Vec<f64>,
+}
+
+/// A fitted model of either family.
+#[derive(Debug)]
+pub enum Model {
+    /// Prophet.
+    Prophet(Box<ProphetModel>),
+    /// MSTL + ETS.
+    Mstl(Box<MstlModel>),
+}
+
+impl Model {
+    /// The family.
+    pub fn family(&self) -> ModelFamily {
+        match self {
+            Model::Prophet(_) => ModelFamily::Prophet,
+            Model::Mstl(_) => ModelFamily::Mstl,
+        }
+    }
+
+    /// Forecast with band for `timestamps`.
+    pub fn predict(&self, timestamps: &[i64]) -> Result<Forecast, ForecastError> {
+        match self {
+            Model::Prophet(m) => m.predict(timestamps),
+            Model::Mstl(m) => m.predict(timestamps),
+        }
+    }
+
+    /// Trend and seasonal parts at `timestamps`.
+    pub fn components(&self, timestamps: &[i64]) -> Result<Components, ForecastError> {
+        match self {
+            Model::Prophet(m) => m.components(timestamps),
+            Model::Mstl(m) => m.components(timestamps),
+        }
+    }
+
+    /// Unit of the training data and forecasts.
+    pub fn unit(&self) -> Unit {
+        match self {
+            Model::Prophet(m) => m.unit(),
+            Model::Mstl(m) => m.stored().unit,
+        }
+    }
+
+    /// The history the model was fitted on (after robust dropping).
+    pub fn history(&self) -> &History {
+        match self {
+            Model::Prophet(m) => &m.stored().history,
+            Model::Mstl(m) => &m.stored().history,
+        }
+    }
+
+    /// Writes the model file (JSON), creating parent directories.
+    pub fn save(&self, path: &Path) -> Result<(), ForecastError> {
+        match self {
+            Model::Prophet(m) => m.save(path),
+            Model::Mstl(m) => write_model_file(path, m.stored()),
+        }
+    }
+
+    /// Reads a model file of either family.
+    pub fn load(path: &Path) -> Result<Self, ForecastError> {
+        let value = read_model_file(path)?;
+        let format = value
+            .get("format")
+            .and_then(|f| f.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let bad = |e: serde_json::Error| ForecastError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        match format.as_str() {
+            prophet::MODEL_FORMAT => Ok(Model::Prophet(Box::new(ProphetModel::from_checked(
+                serde_json::from_value(value).map_err(bad)?,
+                path,
+            )?))),
+            mstl::MODEL_FORMAT => Ok(Model::Mstl(Box::new(mstl::load(
+                serde_json::from_value(value).map_err(bad)?,
+                path,
+            )?))),
+            other => Err(ForecastError::Format {
+                path: path.to_path_buf(),
+                message: format!(
+                    "unknown format {other:?} (expected {:?} or {:?})",
+                    prophet::MODEL_FORMAT,
+                    mstl::MODEL_FORMAT
+                ),
+            }),
+        }
+    }
+}
+
+/// Writes `value` as JSON to `path` through a temporary file and a rename,
+/// so a crash never leaves a half-written model.
+pub(crate) fn write_model_file(path: &Path, value: &impl Serialize) -> Result<(), ForecastError> {
+    let io = |source| ForecastError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let json = serde_json::to_vec(value).map_err(|e| io(std::io::Error::other(e)))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a model file as JSON.
+pub(crate) fn read_model_file(path: &Path) -> Result<serde_json::Value, ForecastError> {
+    let text = std::fs::read(path).map_err(|source| ForecastError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|e| ForecastError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// A fit and what robust training dropped from it.
+#[derive(Debug)]
+pub struct Fitted {
+    /// The model.
+    pub model: Model,
+    /// Points robust training left out of the final fit.
+    pub dropped: usize,
+}
+
+/// Fits models of the configured family. Make one and reuse it: the Prophet
+/// optimizer is compiled on first use (~0.5 s) and kept.
+pub struct Trainer {
+    family: ModelFamily,
+    settings: ProphetSettings,
+    robust: bool,
+    seed: u64,
+    prophet: OnceCell<ProphetTrainer>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("family", &self.family)
+            .field("robust", &self.robust)
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// A trainer for `family` with model `settings`; `robust` turns on
+    /// fit-drop-refit; `seed` seeds Prophet's bands.
+    pub fn new(family: ModelFamily, settings: ProphetSettings, robust: bool, seed: u64) -> Self {
+        Trainer {
+            family,
+            settings,
+            robust,
+            seed,
+            prophet: OnceCell::new(),
+        }
+    }
+
+    /// A trainer from validated settings.
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        Self::new(s.model, s.prophet.clone(), s.robust_training, s.seed)
+    }
+
+    /// The family this trainer fits.
+    pub fn family(&self) -> ModelFamily {
+        self.family
+    }
+
+    /// Compiles the Prophet optimizer now rather than on the first fit (for
+    /// timing reports). Does nothing for MSTL.
+    pub fn prepare(&self) {
+        if self.family == ModelFamily::Prophet {
+            self.prophet.get_or_init(ProphetTrainer::new);
+        }
+    }
+
+    fn fit_once(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        unit: Unit,
+    ) -> Result<Model, ForecastError> {
+        Ok(match self.family {
+            ModelFamily::Prophet => Model::Prophet(Box::new(
+                self.prophet.get_or_init(ProphetTrainer::new).fit(
+                    timestamps,
+                    values,
+                    &self.settings,
+                    unit,
+                    self.seed,
+                )?,
+            )),
+            ModelFamily::Mstl => Model::Mstl(Box::new(mstl::fit(
+                timestamps,
+                values,
+                &self.settings,
+                unit,
+            )?)),
+        })
+    }
+
+    /// Fits on `timestamps`/`values`; with robust training, fits once, drops
+    /// the points scoring above [`ROBUST_CUTOFF`] against that fit's band (at
+    /// most [`ROBUST_MAX_DROP`] of them, worst first) and fits again.
+    pub fn fit(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        unit: Unit,
+    ) -> Result<Fitted, ForecastError> {
+        let first = self.fit_once(timestamps, values, unit)?;
+        if !self.robust {
+            return Ok(Fitted {
+                model: first,
+                dropped: 0,
+            });
+        }
+        let f = first.predict(timestamps)?;
+        let drop = outliers(values, &f, ROBUST_CUTOFF, ROBUST_MAX_DROP);
+        if drop.is_empty() || timestamps.len() - drop.len() < MIN_FIT_POINTS {
+            return Ok(Fitted {
+                model: first,
+                dropped: 0,
+            });
+        }
+        let mut keep = vec![true; timestamps.len()];
+        for &i in &drop {
+            keep[i] = false;
+        }
+        let (ts, ys): (Vec<i64>, Vec<f64>) = timestamps
+            .iter()
+            .zip(values)
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|((&t, &v), _)| (t, v))
+            .unzip();
+        Ok(Fitted {
+            model: self.fit_once(&ts, &ys, unit)?,
+            dropped: drop.len(),
+        })
+    }
+}
+
+/// Indices of points whose band score (distance from yhat over the band's
+/// half-width on that side) exceeds `cutoff`, worst first, at most
+/// `max_share` of all points.
+pub fn outliers(values: &[f64], f: &Forecast, cutoff: f64, max_share: f64) -> Vec<usize> {
+    let mut scored: Vec<(usize, f64)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &v)| {
+            let half = if v >= f.yhat[i] {
+                f.upper[i] - f.yhat[i]
+            } else {
+                f.yhat[i] - f.lower[i]
+            };
+            let z = if half > 0.0 {
+                (v - f.yhat[i]).abs() / half
+            } else if v == f.yhat[i] {
+                0.0
+            } else {
+                f64::INFINITY
+            };
+            (z > cutoff).then_some((i, z))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate((values.len() as f64 * max_share).floor() as usize);
+    let mut idx: Vec<usize> = scored.into_iter().map(|(i, _)| i).collect();
+    idx.sort_unstable();
+    idx
+}
 
 /// A point forecast with its prediction band, aligned to `timestamps`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -68,6 +399,9 @@ pub enum ForecastError {
         /// What was wrong.
         message: String,
     },
+    /// The model could not be built from this data.
+    #[error("{0}")]
+    Model(String),
     /// Too little data to fit.
     #[error("need at least {min} points to fit, got {got}")]
     TooShort {
@@ -76,4 +410,26 @@ pub enum ForecastError {
         /// Given.
         got: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outliers_are_worst_first_and_capped() {
+        let f = Forecast {
+            timestamps: (0..10).collect(),
+            yhat: vec![0.0; 10],
+            lower: vec![-1.0; 10],
+            upper: vec![1.0; 10],
+        };
+        let mut v = vec![0.5; 10];
+        v[2] = 2.5; // score 2.5 > 2
+        v[7] = -9.0; // score 9
+        v[4] = 1.9; // inside the cut-off
+        assert_eq!(outliers(&v, &f, 2.0, 1.0), vec![2, 7]);
+        // 10 % of 10 points: only the worst one goes.
+        assert_eq!(outliers(&v, &f, 2.0, 0.1), vec![7]);
+    }
 }

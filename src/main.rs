@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     let read = ReadOptions {
         time_column: cli.time_column.clone(),
         value_column: cli.value_column.clone(),
+        label_column: cli.label_column.clone(),
         unit: cli.unit.unit(),
     };
     let result = match cli.mode {
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
                 seed: settings.seed,
                 read,
                 no_plots: cli.no_plots,
+                inject: cli.inject,
             };
             evaluate::run(&settings, &opts)
                 .map(|_| ())

@@ -14,7 +14,7 @@ use crate::{
     config::{ProphetSettings, Settings},
     dataset::{self, format_ts, ReadOptions, Series, Unit},
     eda,
-    forecast::{ForecastError, ProphetModel, ProphetTrainer},
+    forecast::{ForecastError, Model, Trainer, MIN_FIT_POINTS},
     plots::{self, Panel, PlotError},
 };
 
@@ -93,8 +93,12 @@ pub struct Metadata {
     pub cpu_anomaly_version: String,
     /// augurs-prophet version.
     pub augurs_prophet_version: String,
-    /// Model family.
+    /// Model family (prophet or mstl).
     pub model: String,
+    /// Whether robust training (fit, drop, refit) was on.
+    pub robust_training: bool,
+    /// Points robust training left out of the final fit.
+    pub robust_dropped: usize,
     /// Training dataset.
     pub dataset: String,
     /// Unit of data and forecasts.
@@ -136,7 +140,7 @@ pub struct TrainingTime {
 #[derive(Debug)]
 pub struct TrainOutcome {
     /// The saved model.
-    pub model: ProphetModel,
+    pub model: Model,
     /// Its metadata.
     pub metadata: Metadata,
     /// Files written.
@@ -197,44 +201,36 @@ pub fn train_series(
 ) -> Result<TrainOutcome, TrainError> {
     let n = series.len();
     let split = ((n as f64) * settings.train_ratio).floor() as usize;
-    if split < crate::forecast::prophet::MIN_FIT_POINTS || split >= n {
+    if split < MIN_FIT_POINTS || split >= n {
         return Err(TrainError::Split {
             path: series.name.clone().into(),
             ratio: settings.train_ratio,
             train: split,
             test: n.saturating_sub(split),
-            min: crate::forecast::prophet::MIN_FIT_POINTS,
+            min: MIN_FIT_POINTS,
         });
     }
-    let pb = spinner("preparing the Stan optimizer");
+    let pb = spinner("preparing the optimizer");
     let t = Instant::now();
-    let trainer = ProphetTrainer::new();
+    let trainer = Trainer::from_settings(settings);
+    trainer.prepare();
     let setup = t.elapsed().as_secs_f64();
 
     pb.set_message(format!("fitting on the first {split} points"));
     let head = series.head(split);
     let tail = series.tail_from(split);
     let t = Instant::now();
-    let holdout_model = trainer.fit(
-        &head.timestamps,
-        &head.values,
-        &settings.prophet,
-        series.unit,
-        settings.seed,
-    )?;
+    let holdout_model = trainer
+        .fit(&head.timestamps, &head.values, series.unit)?
+        .model;
     let holdout_fit = t.elapsed().as_secs_f64();
     let tail_forecast = holdout_model.predict(&tail.timestamps)?;
     let metrics = accuracy(&tail.values, &tail_forecast);
 
     pb.set_message(format!("refitting on all {n} points"));
     let t = Instant::now();
-    let model = trainer.fit(
-        &series.timestamps,
-        &series.values,
-        &settings.prophet,
-        series.unit,
-        settings.seed,
-    )?;
+    let fitted = trainer.fit(&series.timestamps, &series.values, series.unit)?;
+    let model = fitted.model;
     let final_fit = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
 
@@ -246,7 +242,9 @@ pub fn train_series(
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cpu_anomaly_version: env!("CARGO_PKG_VERSION").into(),
         augurs_prophet_version: AUGURS_PROPHET_VERSION.into(),
-        model: "prophet".into(),
+        model: model.family().to_string(),
+        robust_training: settings.robust_training,
+        robust_dropped: fitted.dropped,
         dataset: series.name.clone(),
         unit: series.unit,
         rows: n,
@@ -298,7 +296,7 @@ fn draw_plots(
     series: &Series,
     tail_actual: &[f64],
     tail_forecast: &crate::forecast::Forecast,
-    model: &ProphetModel,
+    model: &Model,
     out: &Path,
 ) -> Result<Vec<PathBuf>, TrainError> {
     std::fs::create_dir_all(out).map_err(|source| TrainError::Io {
@@ -371,6 +369,18 @@ fn print_report(m: &Metadata, files: &[PathBuf]) {
         Unit::Fraction => "",
         Unit::Percent => " pp",
     };
+    println!(
+        "Model: {}{}",
+        m.model,
+        if m.robust_training {
+            format!(
+                " (robust training: {} outlying points left out of the final fit)",
+                m.robust_dropped
+            )
+        } else {
+            String::new()
+        }
+    );
     println!(
         "Holdout: fitted on {} points, tested on {} (from {})",
         m.holdout.train_points, m.holdout.test_points, m.holdout.split_at

@@ -10,7 +10,7 @@ use cpu_anomaly::{
     config::{CliOverrides, Settings},
     dataset::{LoadReport, Series, Unit},
     evaluate::{self, labels::Labels},
-    forecast::ProphetTrainer,
+    forecast::{ModelFamily, Trainer},
     simulate::{self, Pattern},
 };
 use rand::SeedableRng;
@@ -31,14 +31,25 @@ fn series(len: usize, seed: u64) -> Series {
         timestamps: p.timestamps(),
         values: p.values(&mut rng),
         unit: Unit::Percent,
+        labels: None,
         report: LoadReport::default(),
     }
 }
 
+fn trainer(s: &Settings, family: ModelFamily) -> Trainer {
+    Trainer::new(family, s.prophet.clone(), s.robust_training, s.seed)
+}
+
 #[test]
 fn walk_forward_never_reads_the_future() {
+    for family in [ModelFamily::Prophet, ModelFamily::Mstl] {
+        never_reads_the_future(family);
+    }
+}
+
+fn never_reads_the_future(family: ModelFamily) {
     let s = settings();
-    let trainer = ProphetTrainer::new();
+    let trainer = trainer(&s, family);
     let a = series(10 * 48, 1);
     let mut b = a.clone();
     // Change everything from index k on: forecasts before k must not move.
@@ -47,15 +58,15 @@ fn walk_forward_never_reads_the_future() {
         *v += 40.0;
     }
     let first = 3 * 48;
-    let fa = evaluate::walk_forward(&trainer, &a, &s, first, Some(86_400)).unwrap();
-    let fb = evaluate::walk_forward(&trainer, &b, &s, first, Some(86_400)).unwrap();
+    let fa = evaluate::walk_forward(&trainer, &a, first, Some(86_400)).unwrap();
+    let fb = evaluate::walk_forward(&trainer, &b, first, Some(86_400)).unwrap();
     assert_eq!(fa.scored.len(), a.len() - first);
     for i in 0..(k - first) {
         let d = (fa.scored.yhat[i] - fb.scored.yhat[i]).abs()
             + (fa.scored.upper[i] - fb.scored.upper[i]).abs();
         assert!(
             d < 1e-9,
-            "forecast at {} changed with future data: {d}",
+            "{family}: forecast at {} changed with future data: {d}",
             first + i
         );
     }
@@ -66,10 +77,16 @@ fn walk_forward_never_reads_the_future() {
 
 #[test]
 fn simulated_protocol_finds_injected_anomalies() {
+    for family in [ModelFamily::Prophet, ModelFamily::Mstl] {
+        finds_injected_anomalies(family);
+    }
+}
+
+fn finds_injected_anomalies(family: ModelFamily) {
     let s = settings();
-    let trainer = ProphetTrainer::new();
+    let trainer = trainer(&s, family);
     let data = series(21 * 48, 2);
-    let scored = evaluate::evaluate_simulated(&trainer, &data, "gen", &s, 9).unwrap();
+    let scored = evaluate::evaluate_simulated(&trainer, &data, "gen", &s, 9, None).unwrap();
     let m = scored.metrics(s.threshold_multiplier, s.sustained_samples);
     let positives = m.point.tp + m.point.fn_;
     assert!(
@@ -78,15 +95,19 @@ fn simulated_protocol_finds_injected_anomalies() {
     );
     // Injections are 1.5-4 sd of the whole series (sd ~12) on noise of 2.5:
     // a working detector finds most and raises few false flags.
-    assert!(m.point.recall >= 0.7, "recall {}", m.point.recall);
-    assert!(m.point.precision >= 0.7, "precision {}", m.point.precision);
-    assert!(m.roc.area > 0.9, "ROC AUC {}", m.roc.area);
+    assert!(m.point.recall >= 0.7, "{family}: recall {}", m.point.recall);
+    assert!(
+        m.point.precision >= 0.7,
+        "{family}: precision {}",
+        m.point.precision
+    );
+    assert!(m.roc.area > 0.9, "{family}: ROC AUC {}", m.roc.area);
 }
 
 #[test]
 fn labelled_protocol_hits_labelled_windows() {
     let s = settings();
-    let trainer = ProphetTrainer::new();
+    let trainer = Trainer::from_settings(&s);
     // Daily pattern only: two days of learning cannot reveal a weekly one
     // (weekly seasonality needs two weeks of history), so weekends would be
     // honest false alarms here.
@@ -102,6 +123,7 @@ fn labelled_protocol_hits_labelled_windows() {
         timestamps: p.timestamps(),
         values: p.values(&mut rng),
         unit: Unit::Percent,
+        labels: None,
         report: LoadReport::default(),
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     band::{sample_band, BandModel},
-    Components, Forecast, ForecastError,
+    Components, Forecast, ForecastError, History,
 };
 use crate::{
     config::{ProphetSettings, Seasonality},
@@ -31,8 +31,7 @@ use crate::{
 pub const MODEL_FORMAT: &str = "cpu-anomaly/prophet";
 /// Current model file version.
 pub const MODEL_VERSION: u32 = 1;
-/// Fewest points a fit accepts.
-pub const MIN_FIT_POINTS: usize = 10;
+pub use super::MIN_FIT_POINTS;
 
 /// Fits Prophet models. Holds the compiled WASM optimizer, which is costly to
 /// create (~0.45 s): make one trainer and reuse it for every fit.
@@ -257,15 +256,6 @@ impl From<&OptimizedParams> for StoredParams {
     }
 }
 
-/// Training history stored with the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct History {
-    /// Unix seconds.
-    pub ds: Vec<i64>,
-    /// Values in the model's unit.
-    pub y: Vec<f64>,
-}
-
 /// The model file (JSON). See README "Model file".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -413,31 +403,22 @@ impl ProphetModel {
 
     /// Writes the model file (JSON), creating parent directories.
     pub fn save(&self, path: &Path) -> Result<(), ForecastError> {
-        let io = |source| ForecastError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let json = serde_json::to_vec(&self.stored).map_err(|e| io(std::io::Error::other(e)))?;
-        // Write then rename, so a crash never leaves a half-written model.
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        super::write_model_file(path, &self.stored)
     }
 
-    /// Reads a model file written by [`ProphetModel::save`].
+    /// Reads a Prophet model file written by [`ProphetModel::save`].
     pub fn load(path: &Path) -> Result<Self, ForecastError> {
-        let text = std::fs::read(path).map_err(|source| ForecastError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let value = super::read_model_file(path)?;
         let stored: StoredModel =
-            serde_json::from_slice(&text).map_err(|e| ForecastError::Format {
+            serde_json::from_value(value).map_err(|e| ForecastError::Format {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+        Self::from_checked(stored, path)
+    }
+
+    /// Rebuilds a model from its parsed file, checking format and version.
+    pub(super) fn from_checked(stored: StoredModel, path: &Path) -> Result<Self, ForecastError> {
         if stored.format != MODEL_FORMAT || stored.version != MODEL_VERSION {
             return Err(ForecastError::Format {
                 path: path.to_path_buf(),
