@@ -303,11 +303,31 @@ impl Trainer {
             .filter(|(_, &k)| k)
             .map(|((&t, &v), _)| (t, v))
             .unzip();
-        Ok(Fitted {
-            model: self.fit_once(&ts, &ys, unit)?,
-            dropped: drop.len(),
-        })
+        // The refit can fail where the first fit did not (e.g. Prophet on a
+        // history that is constant once its spikes are gone): keep the first.
+        match self.fit_once(&ts, &ys, unit) {
+            Ok(model) => Ok(Fitted {
+                model,
+                dropped: drop.len(),
+            }),
+            Err(e) => {
+                tracing::warn!(
+                    "robust refit without {} outliers failed, keeping the plain fit: {}",
+                    drop.len(),
+                    first_line(&e.to_string())
+                );
+                Ok(Fitted {
+                    model: first,
+                    dropped: 0,
+                })
+            }
+        }
     }
+}
+
+/// The first line of a (possibly multi-line) error message.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// Indices of points whose band score (distance from yhat over the band's
