@@ -17,6 +17,27 @@ for component in rustfmt clippy; do
     fi
 done
 
+# Real servers the integration tests start on loopback ports (Debian packages).
+missing=()
+for pair in influxd:influxdb victoria-metrics:victoria-metrics prometheus:prometheus \
+    prometheus-node-exporter:prometheus-node-exporter promtool:prometheus; do
+    if ! command -v "${pair%%:*}" >/dev/null; then
+        missing+=("${pair#*:}")
+    fi
+done
+if ((${#missing[@]})); then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    echo "== installing test servers: ${missing[*]}"
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    if [ -z "$sudo" ] || command -v sudo >/dev/null; then
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "cannot install ${missing[*]} (not root, no sudo): tests that need them will skip (or fail under CI=true)" >&2
+    fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings"

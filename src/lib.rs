@@ -14,4 +14,5 @@ pub mod evaluate;
 pub mod forecast;
 pub mod plots;
 pub mod simulate;
+pub mod sink;
 pub mod train;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::{io::Write, path::Path, process::Command};
 
 use cpu_anomaly::simulate::Pattern;

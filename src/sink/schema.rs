@@ -1,0 +1,331 @@
+//! The InfluxDB schema: every measurement, tag and field name the writer
+//! uses, in one place. Dashboards, alert rules and their tests read these
+//! names from here; renaming one here must break them.
+//!
+//! The original system's names are kept (`cpu_metrics` with tag
+//! `metric_type` = `actual|forecasted` and field `cpu_usage`;
+//! `anomaly_detection` with tag `severity` and fields `is_anomaly`,
+//! `anomaly_score`, `confidence`, `threshold`); the band and the actual value
+//! are added as extra fields.
+
+use crate::detect::Detection;
+
+/// Measurement of actual and forecast values.
+pub const CPU_METRICS: &str = "cpu_metrics";
+/// Measurement of detection results.
+pub const ANOMALY_DETECTION: &str = "anomaly_detection";
+
+/// Tag: `actual` or `forecasted` (`cpu_metrics`).
+pub const TAG_METRIC_TYPE: &str = "metric_type";
+/// Tag: the series' host (Prometheus `instance`, or the series id).
+pub const TAG_HOST: &str = "host";
+/// Tag: `prometheus`, `simulation` or `dataset`.
+pub const TAG_SOURCE: &str = "source";
+/// Tag: severity of the sample (`anomaly_detection`).
+pub const TAG_SEVERITY: &str = "severity";
+
+/// `metric_type` values.
+pub const METRIC_ACTUAL: &str = "actual";
+/// `metric_type` values.
+pub const METRIC_FORECASTED: &str = "forecasted";
+
+/// Field: CPU value (actual) or forecast `yhat` (forecasted), in percent.
+pub const FIELD_CPU_USAGE: &str = "cpu_usage";
+/// Field: lower edge of the model's band (forecasted, anomaly_detection).
+pub const FIELD_YHAT_LOWER: &str = "yhat_lower";
+/// Field: upper edge of the model's band.
+pub const FIELD_YHAT_UPPER: &str = "yhat_upper";
+/// Field: outside the scaled band.
+pub const FIELD_IS_ANOMALY: &str = "is_anomaly";
+/// Field: normalised score (1 = scaled band edge).
+pub const FIELD_ANOMALY_SCORE: &str = "anomaly_score";
+/// Field: confidence in [0, 1].
+pub const FIELD_CONFIDENCE: &str = "confidence";
+/// Field: threshold multiplier in use.
+pub const FIELD_THRESHOLD: &str = "threshold";
+/// Field: scaled band, lower edge.
+pub const FIELD_LOWER_THRESHOLD: &str = "lower_threshold";
+/// Field: scaled band, upper edge.
+pub const FIELD_UPPER_THRESHOLD: &str = "upper_threshold";
+/// Field: the actual value (anomaly_detection).
+pub const FIELD_ACTUAL: &str = "actual";
+/// Field: the forecast (anomaly_detection).
+pub const FIELD_YHAT: &str = "yhat";
+/// Field: part of a sustained run (alert raised).
+pub const FIELD_ALERT: &str = "alert";
+
+/// Every measurement with its tags and fields (for validating queries).
+pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
+    (
+        CPU_METRICS,
+        &[TAG_METRIC_TYPE, TAG_HOST, TAG_SOURCE],
+        &[FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER],
+    ),
+    (
+        ANOMALY_DETECTION,
+        &[TAG_HOST, TAG_SEVERITY, TAG_SOURCE],
+        &[
+            FIELD_IS_ANOMALY,
+            FIELD_ANOMALY_SCORE,
+            FIELD_CONFIDENCE,
+            FIELD_THRESHOLD,
+            FIELD_LOWER_THRESHOLD,
+            FIELD_UPPER_THRESHOLD,
+            FIELD_ACTUAL,
+            FIELD_YHAT,
+            FIELD_YHAT_LOWER,
+            FIELD_YHAT_UPPER,
+            FIELD_ALERT,
+        ],
+    ),
+];
+
+/// A field value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue {
+    /// A float (non-finite values are left out of the line).
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// One point of line protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Measurement name.
+    pub measurement: &'static str,
+    /// Tags (sorted by key when encoded, as InfluxDB recommends).
+    pub tags: Vec<(&'static str, String)>,
+    /// Fields.
+    pub fields: Vec<(&'static str, FieldValue)>,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+/// Escapes a measurement name (commas and spaces).
+fn escape_measurement(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if matches!(c, ',' | ' ' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// Escapes a tag key or value, or a field key (commas, equals, spaces).
+fn escape_key(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            ',' | '=' | ' ' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // A newline would end the line: line protocol cannot carry it.
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+}
+
+impl Point {
+    /// Appends the point as one line (with `\n`) in second precision. A
+    /// point without any finite field is skipped (returns false): InfluxDB
+    /// rejects lines without fields.
+    pub fn encode(&self, out: &mut String) -> bool {
+        use std::fmt::Write;
+        let fields: Vec<_> = self
+            .fields
+            .iter()
+            .filter(|(_, v)| !matches!(v, FieldValue::Float(f) if !f.is_finite()))
+            .collect();
+        if fields.is_empty() {
+            return false;
+        }
+        escape_measurement(self.measurement, out);
+        let mut tags: Vec<_> = self.tags.iter().filter(|(_, v)| !v.is_empty()).collect();
+        tags.sort_by_key(|(k, _)| *k);
+        for (k, v) in tags {
+            out.push(',');
+            escape_key(k, out);
+            out.push('=');
+            escape_key(v, out);
+        }
+        for (i, (k, v)) in fields.iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            escape_key(k, out);
+            out.push('=');
+            match v {
+                FieldValue::Float(f) => {
+                    // `{:?}` keeps a decimal point or exponent: always a float.
+                    let _ = write!(out, "{f:?}");
+                }
+                FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            }
+        }
+        let _ = writeln!(out, " {}", self.timestamp);
+        true
+    }
+}
+
+/// Encodes points to line protocol text.
+pub fn encode_all(points: &[Point]) -> String {
+    let mut out = String::with_capacity(points.len() * 160);
+    for p in points {
+        p.encode(&mut out);
+    }
+    out
+}
+
+/// What one tick produced for one series.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// Host tag.
+    pub host: &'a str,
+    /// Source tag.
+    pub source: &'a str,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// Actual value (percent).
+    pub actual: f64,
+    /// Forecast.
+    pub yhat: f64,
+    /// Model band, lower edge.
+    pub lower: f64,
+    /// Model band, upper edge.
+    pub upper: f64,
+    /// Detection result (`None` while warming up: only the actual is written).
+    pub detection: Option<&'a Detection>,
+    /// Alert raised (sustained run or critical).
+    pub alert: bool,
+    /// Threshold multiplier.
+    pub threshold: f64,
+}
+
+/// The points of one sample: actual, forecasted, and the detection.
+pub fn points(s: &Sample<'_>) -> Vec<Point> {
+    let tags = |extra: Vec<(&'static str, String)>| {
+        let mut t = vec![
+            (TAG_HOST, s.host.to_string()),
+            (TAG_SOURCE, s.source.to_string()),
+        ];
+        t.extend(extra);
+        t
+    };
+    let mut out = vec![Point {
+        measurement: CPU_METRICS,
+        tags: tags(vec![(TAG_METRIC_TYPE, METRIC_ACTUAL.into())]),
+        fields: vec![(FIELD_CPU_USAGE, FieldValue::Float(s.actual))],
+        timestamp: s.timestamp,
+    }];
+    let Some(d) = s.detection else {
+        return out;
+    };
+    out.push(Point {
+        measurement: CPU_METRICS,
+        tags: tags(vec![(TAG_METRIC_TYPE, METRIC_FORECASTED.into())]),
+        fields: vec![
+            (FIELD_CPU_USAGE, FieldValue::Float(s.yhat)),
+            (FIELD_YHAT_LOWER, FieldValue::Float(s.lower)),
+            (FIELD_YHAT_UPPER, FieldValue::Float(s.upper)),
+        ],
+        timestamp: s.timestamp,
+    });
+    out.push(Point {
+        measurement: ANOMALY_DETECTION,
+        tags: tags(vec![(TAG_SEVERITY, d.severity.as_str().into())]),
+        fields: vec![
+            (FIELD_IS_ANOMALY, FieldValue::Bool(d.is_anomaly)),
+            (FIELD_ANOMALY_SCORE, FieldValue::Float(d.score)),
+            (FIELD_CONFIDENCE, FieldValue::Float(d.confidence)),
+            (FIELD_THRESHOLD, FieldValue::Float(s.threshold)),
+            (FIELD_LOWER_THRESHOLD, FieldValue::Float(d.lower_threshold)),
+            (FIELD_UPPER_THRESHOLD, FieldValue::Float(d.upper_threshold)),
+            (FIELD_ACTUAL, FieldValue::Float(s.actual)),
+            (FIELD_YHAT, FieldValue::Float(s.yhat)),
+            (FIELD_YHAT_LOWER, FieldValue::Float(s.lower)),
+            (FIELD_YHAT_UPPER, FieldValue::Float(s.upper)),
+            (FIELD_ALERT, FieldValue::Bool(s.alert)),
+        ],
+        timestamp: s.timestamp,
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Detector;
+
+    #[test]
+    fn escapes_and_sorts_tags() {
+        let p = Point {
+            measurement: "cpu metrics,x",
+            tags: vec![
+                ("host", "web 1,a=b".into()),
+                ("empty", String::new()),
+                ("a", "1".into()),
+            ],
+            fields: vec![
+                ("v", FieldValue::Float(1.0)),
+                ("nan", FieldValue::Float(f64::NAN)),
+                ("ok", FieldValue::Bool(true)),
+            ],
+            timestamp: 17,
+        };
+        let mut s = String::new();
+        assert!(p.encode(&mut s));
+        assert_eq!(
+            s,
+            "cpu\\ metrics\\,x,a=1,host=web\\ 1\\,a\\=b v=1.0,ok=true 17\n"
+        );
+    }
+
+    #[test]
+    fn a_point_without_finite_fields_is_skipped() {
+        let p = Point {
+            measurement: "m",
+            tags: vec![],
+            fields: vec![("v", FieldValue::Float(f64::INFINITY))],
+            timestamp: 1,
+        };
+        let mut s = String::new();
+        assert!(!p.encode(&mut s));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn every_point_uses_only_schema_names() {
+        let d = Detector::new(2.0).check(90.0, 50.0, 45.0, 55.0);
+        let s = Sample {
+            host: "h",
+            source: "simulation",
+            timestamp: 1,
+            actual: 90.0,
+            yhat: 50.0,
+            lower: 45.0,
+            upper: 55.0,
+            detection: Some(&d),
+            alert: true,
+            threshold: 2.0,
+        };
+        let pts = points(&s);
+        assert_eq!(pts.len(), 3);
+        for p in &pts {
+            let (_, tags, fields) = SCHEMA
+                .iter()
+                .find(|(m, _, _)| *m == p.measurement)
+                .expect("measurement in schema");
+            for (k, _) in &p.tags {
+                assert!(tags.contains(k), "{k}");
+            }
+            for (k, _) in &p.fields {
+                assert!(fields.contains(k), "{k}");
+            }
+        }
+        let text = encode_all(&pts);
+        assert!(text.contains("anomaly_detection,host=h,severity=CRITICAL,source=simulation is_anomaly=true,anomaly_score=4.0"), "{text}");
+        assert!(text.starts_with(
+            "cpu_metrics,host=h,metric_type=actual,source=simulation cpu_usage=90.0 1\n"
+        ));
+    }
+}

@@ -1,0 +1,264 @@
+//! Real servers for integration tests, started on free loopback ports with
+//! temporary directories: InfluxDB 1.x (`influxd`), VictoriaMetrics,
+//! Prometheus and node exporter (Debian packages; `scripts/test.sh`
+//! installs them). A test that needs a missing server fails under
+//! `CI=true` and skips loudly elsewhere.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether `binary` is on PATH. Missing: panics under `CI=true`, otherwise
+/// prints a loud skip notice and returns false.
+pub fn require(binary: &str, test: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(binary).is_file()))
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    let msg = format!(
+        "{test}: `{binary}` not found (install it with scripts/test.sh or apt-get); \
+         this test needs the real server"
+    );
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{msg}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    false
+}
+
+/// GET returning (status, body); connection errors as status 0.
+pub fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).timeout(Duration::from_secs(5)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// POST with a body, returning (status, body).
+pub fn post(url: &str, body: &str) -> (u16, String) {
+    match ureq::post(url)
+        .timeout(Duration::from_secs(10))
+        .send_string(body)
+    {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `url` until it answers 2xx.
+pub fn wait_ready(url: &str, what: &str, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if (200..300).contains(&get(url).0) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not become ready at {url} within {timeout:?}");
+}
+
+/// Builds the command line of a server from its directory and port.
+type CommandFn = Box<dyn Fn(&std::path::Path, u16) -> Command + Send>;
+
+/// A server process that can be stopped and started again on the same port
+/// and data directory.
+pub struct Server {
+    name: &'static str,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+    /// Its HTTP port.
+    pub port: u16,
+    child: Option<Child>,
+    command: CommandFn,
+    ready_path: &'static str,
+}
+
+impl Server {
+    fn new(
+        name: &'static str,
+        ready_path: &'static str,
+        command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
+    ) -> Server {
+        let mut s = Server {
+            name,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+            command: Box::new(command),
+            ready_path,
+        };
+        s.start();
+        s
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process and waits until it is ready.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{}.log", self.name))).unwrap();
+        let child = (self.command)(self.dir.path(), self.port)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
+        self.child = Some(child);
+        wait_ready(
+            &format!("{}{}", self.url(), self.ready_path),
+            self.name,
+            Duration::from_secs(30),
+        );
+    }
+
+    /// Kills the process (the data directory stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.name)))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// InfluxDB 1.x with database `db` created.
+pub fn influxd(db: &str) -> Server {
+    let s = Server::new("influxd", "/ping", |dir: &std::path::Path, port| {
+        let rpc = free_port();
+        let conf: PathBuf = dir.join("influxdb.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+                 [meta]\n  dir = \"{d}/meta\"\n\
+                 [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+                 [monitor]\n  store-enabled = false\n\
+                 [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new("influxd");
+        c.arg("run").arg("-config").arg(conf);
+        c
+    });
+    let (status, body) = post(&format!("{}/query?q=CREATE+DATABASE+{db}", s.url()), "");
+    assert_eq!(status, 200, "CREATE DATABASE: {body}");
+    s
+}
+
+/// Runs an InfluxQL query and returns the JSON reply.
+pub fn influxql(server: &Server, db: &str, q: &str) -> serde_json::Value {
+    let url = format!(
+        "{}/query?db={db}&q={}",
+        server.url(),
+        q.replace(' ', "+")
+            .replace('"', "%22")
+            .replace('\'', "%27")
+            .replace('=', "%3D")
+    );
+    let (status, body) = get(&url);
+    assert_eq!(status, 200, "{q}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// `SELECT count(field) FROM measurement` as a number (0 when empty).
+pub fn influx_count(server: &Server, db: &str, field: &str, measurement: &str) -> u64 {
+    let v = influxql(
+        server,
+        db,
+        &format!("SELECT count({field}) FROM {measurement}"),
+    );
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// VictoriaMetrics (accepts the InfluxDB v2 write API).
+pub fn victoria_metrics() -> Server {
+    Server::new(
+        "victoria-metrics",
+        "/health",
+        |dir: &std::path::Path, port| {
+            let mut c = Command::new("victoria-metrics");
+            c.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                .arg(format!("-storageDataPath={}", dir.join("data").display()))
+                .arg("-loggerLevel=ERROR");
+            c
+        },
+    )
+}
+
+/// node exporter with only the CPU collector.
+pub fn node_exporter() -> Server {
+    Server::new(
+        "node-exporter",
+        "/metrics",
+        |_dir: &std::path::Path, port| {
+            let mut c = Command::new("prometheus-node-exporter");
+            c.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--collector.disable-defaults")
+                .arg("--collector.cpu");
+            c
+        },
+    )
+}
+
+/// Prometheus scraping `targets` every second.
+pub fn prometheus(targets: &[String]) -> Server {
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let targets = targets.join(", ");
+    Server::new(
+        "prometheus",
+        "/-/ready",
+        move |dir: &std::path::Path, port| {
+            let conf = dir.join("prometheus.yml");
+            std::fs::write(
+            &conf,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{targets}]\n"
+            ),
+        )
+        .unwrap();
+            let mut c = Command::new("prometheus");
+            c.arg(format!("--config.file={}", conf.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            c
+        },
+    )
+}

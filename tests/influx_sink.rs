@@ -1,0 +1,231 @@
+//! The InfluxDB sink against real servers: InfluxDB 1.x (`influxd`, v1 API),
+//! VictoriaMetrics (v2 write API), a refused batch, and an outage in the
+//! middle of a run where every point must arrive exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::servers::{self, influx_count, Server};
+use cpu_anomaly::{
+    config::Secret,
+    detect::Detector,
+    sink::{
+        self,
+        influx::{Api, Target},
+        schema::{self, Sample},
+        Batching, Destination, SinkHandle,
+    },
+};
+
+fn target(api: Api, url: String, bucket: &str) -> Target {
+    Target {
+        api,
+        url,
+        org: "cpu-anomaly".into(),
+        bucket: bucket.into(),
+        token: Secret::new("test-token"),
+        timeout: Duration::from_secs(2),
+        retries: 1,
+        backoff: Duration::from_millis(20),
+    }
+}
+
+fn start(t: Target, dir: &std::path::Path, batch: usize) -> SinkHandle {
+    sink::spawn(
+        Destination::Influx {
+            target: t,
+            spool_dir: dir.join("spool"),
+            spool_max_bytes: 64 << 20,
+            dead_letter: dir.join("dead_letter.lp"),
+        },
+        Batching {
+            batch_size: batch,
+            flush_interval: Duration::from_millis(100),
+        },
+    )
+    .unwrap()
+}
+
+/// Three points (actual, forecasted, anomaly) for sample `i`.
+fn sample_points(i: i64) -> Vec<schema::Point> {
+    sample_points_from(1_750_000_000, i)
+}
+
+fn sample_points_from(base: i64, i: i64) -> Vec<schema::Point> {
+    let actual = if i % 10 == 0 {
+        95.0
+    } else {
+        50.0 + (i % 3) as f64
+    };
+    let d = Detector::new(2.0).check(actual, 50.0, 45.0, 55.0);
+    schema::points(&Sample {
+        host: "web-1",
+        source: "prometheus",
+        timestamp: base + i * 30,
+        actual,
+        yhat: 50.0,
+        lower: 45.0,
+        upper: 55.0,
+        detection: Some(&d),
+        alert: false,
+        threshold: 2.0,
+    })
+}
+
+fn influx_counts(s: &Server) -> (u64, u64) {
+    (
+        influx_count(s, "cpu", "cpu_usage", "cpu_metrics"),
+        influx_count(s, "cpu", "anomaly_score", "anomaly_detection"),
+    )
+}
+
+#[test]
+fn v1_api_points_arrive_in_influxdb_1x() {
+    if !servers::require("influxd", "v1_api_points_arrive_in_influxdb_1x") {
+        return;
+    }
+    let server = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(target(Api::V1, server.url(), "cpu"), dir.path(), 50);
+    for i in 0..200 {
+        h.send(sample_points(i));
+    }
+    h.close();
+    assert_eq!(influx_counts(&server), (400, 200));
+    let v = servers::influxql(
+        &server,
+        "cpu",
+        "SELECT count(is_anomaly) FROM anomaly_detection WHERE severity = 'CRITICAL' AND host = 'web-1'",
+    );
+    assert_eq!(v["results"][0]["series"][0]["values"][0][1], 20, "{v}");
+    let v = servers::influxql(
+        &server,
+        "cpu",
+        "SELECT cpu_usage, yhat_upper FROM cpu_metrics WHERE metric_type = 'forecasted' LIMIT 1",
+    );
+    assert_eq!(v["results"][0]["series"][0]["values"][0][2], 55.0, "{v}");
+    assert!(!dir.path().join("dead_letter.lp").exists());
+}
+
+#[test]
+fn refused_batch_goes_to_the_dead_letter_file_with_the_reason() {
+    if !servers::require("influxd", "refused_batch_goes_to_the_dead_letter_file") {
+        return;
+    }
+    let server = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    // No such database: InfluxDB answers 404, which is not retried.
+    let h = start(target(Api::V1, server.url(), "nope"), dir.path(), 1000);
+    h.send(sample_points(1));
+    let stats = h.stats.clone();
+    h.close();
+    let dead = std::fs::read_to_string(dir.path().join("dead_letter.lp")).unwrap();
+    assert!(dead.contains("status 404"), "{dead}");
+    assert!(dead.contains("database not found"), "{dead}");
+    assert_eq!(dead.lines().filter(|l| !l.starts_with('#')).count(), 3);
+    assert_eq!(
+        stats
+            .points_dead_lettered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    // Nothing was spooled: a refused batch is never retried.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn influxdb_outage_loses_nothing_and_duplicates_nothing() {
+    if !servers::require("influxd", "influxdb_outage_loses_nothing") {
+        return;
+    }
+    let mut server = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(target(Api::V1, server.url(), "cpu"), dir.path(), 30);
+    let mut sent = 0;
+    let mut send = |h: &SinkHandle, n: i64| {
+        for _ in 0..n {
+            h.send(sample_points(sent));
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    send(&h, 100);
+    h.flush();
+    assert_eq!(influx_counts(&server), (200, 100));
+    server.stop();
+    send(&h, 150);
+    h.flush();
+    let spooled = h
+        .stats
+        .spool_depth
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(spooled > 0, "the outage must have spooled batches");
+    server.start();
+    send(&h, 50);
+    h.flush();
+    let stats = h.stats.clone();
+    h.close();
+    assert_eq!(sent, 300);
+    // Exactly once: every sample's three points, no more.
+    assert_eq!(influx_counts(&server), (600, 300), "{}", server.log());
+    assert_eq!(
+        stats.spool_depth.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(!dir.path().join("dead_letter.lp").exists());
+}
+
+#[test]
+fn v2_api_points_arrive_in_a_v2_write_server() {
+    if !servers::require(
+        "victoria-metrics",
+        "v2_api_points_arrive_in_a_v2_write_server",
+    ) {
+        return;
+    }
+    let server = servers::victoria_metrics();
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(target(Api::V2, server.url(), "cpu"), dir.path(), 50);
+    // VictoriaMetrics keeps one month by default: write recent points.
+    let base = chrono::Utc::now().timestamp() - 7200;
+    for i in 0..120 {
+        h.send(sample_points_from(base, i));
+    }
+    h.close();
+    assert!(!dir.path().join("dead_letter.lp").exists());
+    servers::get(&format!("{}/internal/force_flush", server.url()));
+    let count = |metric: &str, filter: &str| -> usize {
+        let (s, body) = servers::get(&format!(
+            "{}/api/v1/export?match[]={metric}{filter}&start=0",
+            server.url()
+        ));
+        assert_eq!(s, 200, "{body}");
+        body.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["values"].as_array().unwrap().len()
+            })
+            .sum()
+    };
+    // VictoriaMetrics names a series `measurement_field`, tags become labels.
+    assert_eq!(
+        count("cpu_metrics_cpu_usage", "{metric_type=\"actual\"}"),
+        120
+    );
+    assert_eq!(
+        count("cpu_metrics_cpu_usage", "{metric_type=\"forecasted\"}"),
+        120
+    );
+    assert_eq!(
+        count("anomaly_detection_anomaly_score", "{host=\"web-1\"}"),
+        120
+    );
+    assert_eq!(
+        count("anomaly_detection_is_anomaly", "{severity=\"CRITICAL\"}"),
+        12
+    );
+}
