@@ -17,6 +17,15 @@ pub enum Mode {
     Evaluate,
 }
 
+/// Format of the application log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Unit of the CSV values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UnitArg {
@@ -47,8 +56,14 @@ impl UnitArg {
 /// MODEL_PATH, OUTPUT_DIR, ...), then these flags; later ones win. Without a
 /// config file the embedded defaults are used.
 ///
-/// Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration,
-/// 3 bad input data, 4 mode not available in this build.
+/// Monitor mode polls Prometheus (falling back to a simulated source, tagged
+/// as such, while it is unreachable), judges every sample against its
+/// series' forecast band and writes the points to InfluxDB (v1 or v2 API) or,
+/// with InfluxDB disabled, to line-protocol files under log_dir. Ctrl-C or
+/// SIGTERM flushes (or spools) what is pending and exits 0.
+///
+/// Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration
+/// (including PromQL that Prometheus refuses), 3 bad input data.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -118,6 +133,18 @@ pub struct Cli {
     /// labelled points then count as real anomalies beside the injected ones.
     #[arg(long)]
     pub inject: bool,
+    /// Monitor: stop after this many polls (default: until Ctrl-C / SIGTERM).
+    #[arg(long, value_name = "N")]
+    pub max_ticks: Option<u64>,
+    /// Monitor: PromQL whose every series is monitored [config: prometheus_query].
+    #[arg(long, value_name = "PROMQL")]
+    pub prometheus_query: Option<String>,
+    /// Directory for logs, local point files and the spool [config: log_dir].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Log format on stderr: text or json (one JSON object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Skip PNG plots.
     #[arg(long)]
     pub no_plots: bool,
@@ -163,6 +190,16 @@ impl Cli {
             self.monitoring_interval,
         );
         o.set("log_level", "--log-level", self.log_level.clone());
+        o.set(
+            "prometheus_query",
+            "--prometheus-query",
+            self.prometheus_query.clone(),
+        );
+        o.set(
+            "log_dir",
+            "--log-dir",
+            self.log_dir.as_ref().map(|p| p.display().to_string()),
+        );
         o.set(
             "threshold_multiplier",
             "--threshold-multiplier",

@@ -144,6 +144,7 @@ impl<'de> Deserialize<'de> for Seasonality {
 #[serde(deny_unknown_fields, default)]
 struct RawInflux {
     enabled: bool,
+    api: crate::sink::influx::Api,
     url: String,
     token: Secret,
     org: String,
@@ -153,12 +154,14 @@ struct RawInflux {
     timeout: f64,
     retry_attempts: i64,
     retry_interval: f64,
+    spool_max_mb: f64,
 }
 
 impl Default for RawInflux {
     fn default() -> Self {
         RawInflux {
             enabled: false,
+            api: crate::sink::influx::Api::V2,
             url: "http://localhost:8086".into(),
             token: Secret::default(),
             org: "cpu-anomaly".into(),
@@ -168,6 +171,7 @@ impl Default for RawInflux {
             timeout: 10.0,
             retry_attempts: 3,
             retry_interval: 5.0,
+            spool_max_mb: 256.0,
         }
     }
 }
@@ -180,6 +184,11 @@ struct RawConfig {
     prometheus_url: String,
     prometheus_timeout: f64,
     prometheus_retries: i64,
+    prometheus_query: String,
+    prometheus_history: f64,
+    simulation_after_failures: i64,
+    series_grace_period: f64,
+    retrain_interval: f64,
     threshold_multiplier: f64,
     sustained_samples: i64,
     interval_width: f64,
@@ -208,6 +217,11 @@ impl Default for RawConfig {
             prometheus_url: "http://localhost:9090".into(),
             prometheus_timeout: 10.0,
             prometheus_retries: 3,
+            prometheus_query: DEFAULT_QUERY.into(),
+            prometheus_history: 7.0 * 86_400.0,
+            simulation_after_failures: 3,
+            series_grace_period: 300.0,
+            retrain_interval: 86_400.0,
             threshold_multiplier: 2.0,
             sustained_samples: 3,
             interval_width: 0.95,
@@ -231,11 +245,17 @@ impl Default for RawConfig {
     }
 }
 
+/// Default PromQL: CPU busy percent per instance from node exporter.
+pub const DEFAULT_QUERY: &str =
+    r#"100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])))"#;
+
 /// InfluxDB sink settings.
 #[derive(Debug, Clone)]
 pub struct InfluxSettings {
     /// Whether to write to InfluxDB at all.
     pub enabled: bool,
+    /// Write API (v1 `/write?db=`, v2 `/api/v2/write`).
+    pub api: crate::sink::influx::Api,
     /// Base URL.
     pub url: String,
     /// API token (never logged).
@@ -254,6 +274,8 @@ pub struct InfluxSettings {
     pub retry_attempts: u32,
     /// Base delay between retries.
     pub retry_interval: Duration,
+    /// Bound of the on-disk spool, bytes.
+    pub spool_max_bytes: u64,
 }
 
 /// Prometheus source settings.
@@ -265,6 +287,14 @@ pub struct PrometheusSettings {
     pub timeout: Duration,
     /// Retries per request.
     pub retries: u32,
+    /// PromQL whose every returned series is monitored.
+    pub query: String,
+    /// History fetched with `query_range` to train a new series.
+    pub history: Duration,
+    /// Failed polls in a row before switching to the simulation source.
+    pub simulation_after_failures: u32,
+    /// How long a vanished series is kept before it is dropped.
+    pub series_grace_period: Duration,
 }
 
 /// Prophet model settings.
@@ -309,6 +339,8 @@ pub struct Settings {
     pub train_ratio: f64,
     /// Poll interval of the monitor.
     pub monitoring_interval: Duration,
+    /// Background retraining period of the monitor.
+    pub retrain_interval: Duration,
     /// Log level filter (trace|debug|info|warn|error).
     pub log_level: String,
     /// Directory for logs and local sink files.
@@ -363,6 +395,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PROMETHEUS_URL", "prometheus_url"),
     ("PROMETHEUS_TIMEOUT", "prometheus_timeout"),
     ("PROMETHEUS_RETRIES", "prometheus_retries"),
+    ("PROMETHEUS_QUERY", "prometheus_query"),
+    ("PROMETHEUS_HISTORY", "prometheus_history"),
+    ("RETRAIN_INTERVAL", "retrain_interval"),
+    ("INFLUXDB_API", "influxdb.api"),
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
     ("SUSTAINED_SAMPLES", "sustained_samples"),
@@ -385,9 +421,9 @@ fn kind_of(key: &str) -> Kind {
         | "prophet_daily_seasonality"
         | "prophet_weekly_seasonality"
         | "prophet_yearly_seasonality" => Kind::Bool,
-        "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket"
-        | "prometheus_url" | "model" | "log_level" | "log_dir" | "dataset" | "model_path"
-        | "output_dir" => Kind::Str,
+        "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket" | "influxdb.api"
+        | "prometheus_query" | "prometheus_url" | "model" | "log_level" | "log_dir" | "dataset"
+        | "model_path" | "output_dir" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -606,6 +642,27 @@ impl Settings {
                 "between 1 and 10000",
             ));
         }
+        if !(1..=1_000_000).contains(&raw.simulation_after_failures) {
+            return Err(range(
+                "simulation_after_failures",
+                raw.simulation_after_failures.to_string(),
+                "between 1 and 1000000",
+            ));
+        }
+        if !(raw.influxdb.spool_max_mb.is_finite() && raw.influxdb.spool_max_mb > 0.0) {
+            return Err(range(
+                "influxdb.spool_max_mb",
+                raw.influxdb.spool_max_mb.to_string(),
+                "a positive number of MiB",
+            ));
+        }
+        if raw.prometheus_query.trim().is_empty() {
+            return Err(range(
+                "prometheus_query",
+                String::new(),
+                "a PromQL expression",
+            ));
+        }
         if !(0..=100).contains(&raw.prometheus_retries) {
             return Err(range(
                 "prometheus_retries",
@@ -618,6 +675,8 @@ impl Settings {
             config_path: path,
             influxdb: InfluxSettings {
                 enabled: raw.influxdb.enabled,
+                api: raw.influxdb.api,
+                spool_max_bytes: (raw.influxdb.spool_max_mb * 1024.0 * 1024.0) as u64,
                 url: raw.influxdb.url.clone(),
                 token: raw.influxdb.token.clone(),
                 org: raw.influxdb.org.clone(),
@@ -638,11 +697,16 @@ impl Settings {
                 url: raw.prometheus_url.clone(),
                 timeout: positive_secs("prometheus_timeout", raw.prometheus_timeout)?,
                 retries: raw.prometheus_retries as u32,
+                query: raw.prometheus_query.clone(),
+                history: positive_secs("prometheus_history", raw.prometheus_history)?,
+                simulation_after_failures: raw.simulation_after_failures as u32,
+                series_grace_period: positive_secs("series_grace_period", raw.series_grace_period)?,
             },
             threshold_multiplier: raw.threshold_multiplier,
             sustained_samples: raw.sustained_samples as u32,
             train_ratio: raw.train_ratio,
             monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
+            retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,
             log_level: raw.log_level.to_lowercase(),
             log_dir: raw.log_dir,
             dataset: raw.dataset,

@@ -73,6 +73,16 @@ pub enum Direction {
     Below,
 }
 
+impl Direction {
+    /// `above` or `below`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Above => "above",
+            Direction::Below => "below",
+        }
+    }
+}
+
 /// The verdict on one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Detection {

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cpu_anomaly::{
-    cli::{Cli, Mode},
+    cli::{Cli, LogFormat, Mode},
     config::{ConfigError, Settings},
     dataset::{DatasetError, ReadOptions},
     evaluate::{self, EvalOptions, EvaluateError},
+    monitor::{self, MonitorError, MonitorOptions},
     train::{self, TrainError, TrainOptions},
 };
 
@@ -15,8 +16,6 @@ use cpu_anomaly::{
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for bad input data.
 const EXIT_DATA: u8 = 3;
-/// Exit code for a mode this build does not provide yet.
-const EXIT_UNAVAILABLE: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,7 +27,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&anyhow::Error::new(e)),
     };
-    init_logging(&settings.log_level);
+    init_logging(&settings.log_level, cli.log_format);
     tracing::debug!(?settings, "settings loaded");
     let read = ReadOptions {
         time_column: cli.time_column.clone(),
@@ -64,10 +63,13 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::new)
         }
         Mode::Monitor => {
-            eprintln!(
-                "error: --mode monitor is not yet available in this build; train and evaluate are"
-            );
-            return ExitCode::from(EXIT_UNAVAILABLE);
+            let opts = MonitorOptions {
+                max_ticks: cli.max_ticks,
+                live: true,
+            };
+            monitor::run(&settings, &opts)
+                .map(|_| ())
+                .map_err(anyhow::Error::new)
         }
     };
     match result {
@@ -76,14 +78,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("cpu_anomaly={level},warn"))
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -97,7 +102,11 @@ fn fail(e: &anyhow::Error) -> ExitCode {
             e.downcast_ref::<EvaluateError>(),
             Some(EvaluateError::Dataset(_) | EvaluateError::Labels(_) | EvaluateError::Invalid(_))
         );
-    let code = if e.downcast_ref::<ConfigError>().is_some() {
+    let code = if e.downcast_ref::<ConfigError>().is_some()
+        || matches!(
+            e.downcast_ref::<MonitorError>(),
+            Some(MonitorError::BadQuery(_))
+        ) {
         EXIT_CONFIG
     } else if data_error {
         EXIT_DATA

@@ -78,13 +78,17 @@ impl Pattern {
     /// Noise-free expected value at index `i`.
     pub fn expected(&self, i: usize) -> f64 {
         let ts = self.start + i as i64 * self.step;
+        self.shape_at(ts) + self.trend * i as f64 / self.len.max(1) as f64
+    }
+
+    /// Daily and weekly shape at Unix time `ts`, without trend or noise.
+    pub fn shape_at(&self, ts: i64) -> f64 {
         let day_secs = ts.rem_euclid(86_400) as f64;
         let phase = (day_secs / 86_400.0 - 14.0 / 24.0) * std::f64::consts::TAU;
         // 1970-01-01 was a Thursday: (days + 3) % 7 gives 0 = Monday.
         let weekday = (ts.div_euclid(86_400) + 3).rem_euclid(7);
         let weekend = if weekday >= 5 { self.weekend_drop } else { 0.0 };
-        let trend = self.trend * i as f64 / self.len.max(1) as f64;
-        self.base + self.daily_amplitude * phase.cos() - weekend + trend
+        self.base + self.daily_amplitude * phase.cos() - weekend
     }
 
     /// Timestamps of the series.

@@ -1,0 +1,315 @@
+//! `--mode monitor` end to end through the binary: on a bare machine
+//! (simulation, local files), against real node exporter + Prometheus
+//! feeding real InfluxDB 1.x, through a Prometheus outage, with bad PromQL,
+//! and stopped by SIGTERM.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{bin, servers};
+
+fn sample_dataset() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv")
+}
+
+/// A config file for a fast monitor writing under `dir`.
+fn config(dir: &Path, prometheus: &str, extra: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "prometheus_url: {prometheus}\nprometheus_timeout: 2\nprometheus_retries: 0\n\
+             monitoring_interval: 1\nsimulation_after_failures: 2\n\
+             log_dir: {logs}\nmodel_path: {models}/model.json\ndataset: {data}\n\
+             {extra}",
+            logs = dir.join("logs").display(),
+            models = dir.join("models").display(),
+            data = sample_dataset().display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn monitor(cfg: &Path, ticks: u64) -> Command {
+    let mut c = bin();
+    c.args(["--mode", "monitor", "--config"])
+        .arg(cfg)
+        .args(["--max-ticks", &ticks.to_string()]);
+    c
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn unreachable_url() -> String {
+    format!("http://127.0.0.1:{}", servers::free_port())
+}
+
+#[test]
+fn bare_machine_falls_back_to_simulation_and_writes_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &unreachable_url(), "");
+    let out = monitor(&cfg, 6).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SIMULATION"), "{stderr}");
+    // A live line per poll.
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("| SIMULATION |"))
+            .count(),
+        6,
+        "{stdout}"
+    );
+    let logs = dir.path().join("logs");
+    let points = lines(&logs.join("points.lp"));
+    let actual = points
+        .iter()
+        .filter(|l| {
+            l.starts_with("cpu_metrics,host=simulated,metric_type=actual,source=simulation ")
+        })
+        .count();
+    assert_eq!(actual, 6, "{points:?}");
+    // Once the model is ready, forecasts and detections follow.
+    assert!(points
+        .iter()
+        .any(|l| l.starts_with("anomaly_detection,host=simulated,")));
+    assert_eq!(lines(&logs.join("metrics.jsonl")).len(), 6);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs.join("system_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["source"], "simulation");
+    assert_eq!(report["ticks"], 6);
+    assert_eq!(
+        report["series"]["simulated"]["warming_up"], false,
+        "{report}"
+    );
+    assert!(dir.path().join("models/series/simulated.json").exists());
+}
+
+/// Waits until Prometheus returns a value for the default query.
+fn wait_for_cpu_rate(prom: &servers::Server) {
+    let start = Instant::now();
+    let url = format!(
+        "{}/api/v1/query?query=100+*+(1+-+avg+by+(instance)+(rate(node_cpu_seconds_total%7Bmode%3D%22idle%22%7D%5B1m%5D)))",
+        prom.url()
+    );
+    while start.elapsed() < Duration::from_secs(40) {
+        let (_, body) = servers::get(&url);
+        if body.contains("\"value\"") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "no rate() value from Prometheus after 40 s:\n{}",
+        prom.log()
+    );
+}
+
+#[test]
+fn prometheus_samples_reach_influxdb_with_forecasts_and_detections() {
+    let name = "prometheus_samples_reach_influxdb";
+    if !(servers::require("prometheus", name)
+        && servers::require("prometheus-node-exporter", name)
+        && servers::require("influxd", name))
+    {
+        return;
+    }
+    let node = servers::node_exporter();
+    let prom = servers::prometheus(&[format!("127.0.0.1:{}", node.port)]);
+    let influx = servers::influxd("cpu");
+    wait_for_cpu_rate(&prom);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &prom.url(),
+        &format!(
+            "model: mstl\ninfluxdb:\n  enabled: true\n  api: v1\n  url: {}\n  bucket: cpu\n  batch_size: 5\n  flush_interval: 1\n",
+            influx.url()
+        ),
+    );
+    let out = monitor(&cfg, 8).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("SIMULATION"), "{stderr}");
+    let host = format!("127.0.0.1:{}", node.port);
+    let count = |q: &str| -> u64 {
+        let v = servers::influxql(&influx, "cpu", q);
+        v["results"][0]["series"][0]["values"][0][1]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let actual = count(&format!(
+        "SELECT count(cpu_usage) FROM cpu_metrics WHERE metric_type = 'actual' AND source = 'prometheus' AND host = '{host}'"
+    ));
+    assert_eq!(actual, 8, "one actual point per poll\n{stderr}");
+    let forecasted =
+        count("SELECT count(cpu_usage) FROM cpu_metrics WHERE metric_type = 'forecasted'");
+    let detections = count("SELECT count(anomaly_score) FROM anomaly_detection");
+    assert!(
+        forecasted >= 3,
+        "model ready within a few polls: {forecasted}\n{stderr}"
+    );
+    assert_eq!(forecasted, detections);
+    // The values are real CPU percentages.
+    let v = servers::influxql(
+        &influx,
+        "cpu",
+        "SELECT max(cpu_usage), min(cpu_usage) FROM cpu_metrics WHERE metric_type = 'actual'",
+    );
+    let max = v["results"][0]["series"][0]["values"][0][1]
+        .as_f64()
+        .unwrap();
+    let min = v["results"][0]["series"][0]["values"][0][2]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (0.0..=100.0).contains(&min) && (0.0..=100.0).contains(&max),
+        "{v}"
+    );
+    assert!(
+        !dir.path().join("logs/points.lp").exists(),
+        "InfluxDB enabled: no local file"
+    );
+}
+
+#[test]
+fn prometheus_outage_switches_to_simulation_and_back() {
+    let name = "prometheus_outage_switches_to_simulation_and_back";
+    if !(servers::require("prometheus", name) && servers::require("prometheus-node-exporter", name))
+    {
+        return;
+    }
+    let node = servers::node_exporter();
+    let mut prom = servers::prometheus(&[format!("127.0.0.1:{}", node.port)]);
+    wait_for_cpu_rate(&prom);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &prom.url(),
+        "model: mstl\ninfluxdb:\n  flush_interval: 1\n",
+    );
+    let child = monitor(&cfg, 1000)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let points = dir.path().join("logs/points.lp");
+    let sources = || -> Vec<String> {
+        lines(&points)
+            .iter()
+            .filter(|l| l.contains("metric_type=actual"))
+            .map(|l| {
+                if l.contains("source=simulation") {
+                    "simulation".to_string()
+                } else {
+                    "prometheus".to_string()
+                }
+            })
+            .collect()
+    };
+    let wait_until = |what: &str, cond: &dyn Fn(&[String]) -> bool| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if cond(&sources()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out waiting for {what}: {:?}", sources());
+    };
+    wait_until("real points", &|s| s.iter().any(|x| x == "prometheus"));
+    prom.stop();
+    wait_until("simulation points", &|s| {
+        s.iter().any(|x| x == "simulation")
+    });
+    prom.start();
+    wait_until("real points again", &|s| {
+        s.iter()
+            .skip_while(|x| *x != "simulation")
+            .any(|x| x == "prometheus")
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "SIGTERM must exit 0\n{stderr}");
+    assert!(stderr.contains("answers again"), "{stderr}");
+    let s = sources();
+    let first_sim = s.iter().position(|x| x == "simulation").unwrap();
+    assert!(s[..first_sim].iter().all(|x| x == "prometheus"), "{s:?}");
+}
+
+#[test]
+fn bad_promql_stops_with_prometheus_message_and_exit_2() {
+    if !servers::require("prometheus", "bad_promql_stops_with_prometheus_message") {
+        return;
+    }
+    let prom = servers::prometheus(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &prom.url(),
+        "prometheus_query: 'rate(node_cpu_seconds_total[1m]'\n",
+    );
+    let out = monitor(&cfg, 3).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad_data"), "{stderr}");
+    assert!(stderr.contains("parse error"), "{stderr}");
+    assert!(stderr.contains("prometheus_query"), "{stderr}");
+}
+
+#[test]
+fn sigterm_flushes_pending_points_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long flush interval: only the shutdown flush can write the points.
+    let cfg = config(
+        dir.path(),
+        &unreachable_url(),
+        "influxdb:\n  flush_interval: 3600\n  batch_size: 100000\n",
+    );
+    let child = monitor(&cfg, 1000)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("logs/metrics.jsonl");
+    let start = Instant::now();
+    while lines(&metrics).len() < 3 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!dir.path().join("logs/points.lp").exists());
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples = lines(&metrics).len();
+    let actual = lines(&dir.path().join("logs/points.lp"))
+        .iter()
+        .filter(|l| l.contains("metric_type=actual"))
+        .count();
+    assert_eq!(actual, samples, "every sample's point written at shutdown");
+}
