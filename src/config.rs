@@ -166,7 +166,7 @@ impl Default for RawInflux {
             token: Secret::default(),
             org: "cpu-anomaly".into(),
             bucket: "cpu_metrics".into(),
-            batch_size: 500,
+            batch_size: 5000,
             flush_interval: 10.0,
             timeout: 10.0,
             retry_attempts: 3,
@@ -187,6 +187,7 @@ struct RawConfig {
     prometheus_query: String,
     prometheus_history: f64,
     simulation_after_failures: i64,
+    simulation_series: i64,
     series_grace_period: f64,
     retrain_interval: f64,
     threshold_multiplier: f64,
@@ -220,6 +221,7 @@ impl Default for RawConfig {
             prometheus_query: DEFAULT_QUERY.into(),
             prometheus_history: 7.0 * 86_400.0,
             simulation_after_failures: 3,
+            simulation_series: 1,
             series_grace_period: 300.0,
             retrain_interval: 86_400.0,
             threshold_multiplier: 2.0,
@@ -341,6 +343,8 @@ pub struct Settings {
     pub monitoring_interval: Duration,
     /// Background retraining period of the monitor.
     pub retrain_interval: Duration,
+    /// Hosts the simulated source produces (1: `simulated`; n: `simulated-1…n`).
+    pub simulation_series: usize,
     /// Log level filter (trace|debug|info|warn|error).
     pub log_level: String,
     /// Directory for logs and local sink files.
@@ -398,6 +402,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PROMETHEUS_QUERY", "prometheus_query"),
     ("PROMETHEUS_HISTORY", "prometheus_history"),
     ("RETRAIN_INTERVAL", "retrain_interval"),
+    ("SIMULATION_SERIES", "simulation_series"),
     ("INFLUXDB_API", "influxdb.api"),
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
@@ -642,6 +647,13 @@ impl Settings {
                 "between 1 and 10000",
             ));
         }
+        if !(1..=100_000).contains(&raw.simulation_series) {
+            return Err(range(
+                "simulation_series",
+                raw.simulation_series.to_string(),
+                "between 1 and 100000",
+            ));
+        }
         if !(1..=1_000_000).contains(&raw.simulation_after_failures) {
             return Err(range(
                 "simulation_after_failures",
@@ -707,6 +719,7 @@ impl Settings {
             train_ratio: raw.train_ratio,
             monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
             retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,
+            simulation_series: raw.simulation_series as usize,
             log_level: raw.log_level.to_lowercase(),
             log_dir: raw.log_dir,
             dataset: raw.dataset,

@@ -13,7 +13,7 @@ pub mod models;
 use std::{
     collections::{BTreeMap, HashMap},
     fs::{File, OpenOptions},
-    io::Write,
+    io::{BufWriter, Write},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -87,7 +87,7 @@ impl SourceKind {
 struct SeriesState {
     host: String,
     history: HistorySource,
-    horizon: Option<Horizon>,
+    horizon: Option<Arc<Horizon>>,
     policy: AlertPolicy,
     last_seen: Instant,
     /// A train or horizon request is in flight.
@@ -109,6 +109,10 @@ pub struct Report {
     pub updated_at: String,
     /// Polls done.
     pub ticks: u64,
+    /// Wall time of the last poll (query, detection, queueing, logs), seconds.
+    pub last_tick_seconds: f64,
+    /// Longest poll so far, seconds.
+    pub max_tick_seconds: f64,
     /// Samples judged (warming-up samples included).
     pub samples: u64,
     /// Samples written while their series was warming up.
@@ -189,8 +193,8 @@ struct AnomalyLine<'a> {
 }
 
 struct Logs {
-    metrics: File,
-    anomalies: File,
+    metrics: BufWriter<File>,
+    anomalies: BufWriter<File>,
     report: PathBuf,
 }
 
@@ -227,9 +231,11 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 /// Wait before retrying a failed first training.
 const RETRY_FIRST_TRAINING: Duration = Duration::from_secs(60);
 
-/// Horizon length in polls: at least 6 hours and 60 polls.
+/// Horizon length in polls: 6 hours, but 60 to 720 points (720 = 6 h at
+/// the default 30 s; more points would only cost memory in the band
+/// sampler, 1000 paths × points).
 fn horizon_len(step: i64) -> usize {
-    ((6 * 3600) / step.max(1)).max(60) as usize
+    ((6 * 3600) / step.max(1)).clamp(60, 720) as usize
 }
 
 fn ts_text(ts: i64) -> String {
@@ -276,8 +282,8 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         source,
     })?;
     let mut logs = Logs {
-        metrics: open_append(&dir.join("metrics.jsonl"))?,
-        anomalies: open_append(&dir.join("anomalies.jsonl"))?,
+        metrics: BufWriter::new(open_append(&dir.join("metrics.jsonl"))?),
+        anomalies: BufWriter::new(open_append(&dir.join("anomalies.jsonl"))?),
         report: dir.join("system_report.json"),
     };
     let sink = sink_for(settings)?;
@@ -297,6 +303,10 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
     let client = Client::new(&settings.prometheus);
     let probe = client.clone().with_retries(0);
     let mut sim = Simulator::new(settings.seed);
+    let sim_hosts: Vec<String> = match settings.simulation_series {
+        1 => vec![SIM_HOST.to_string()],
+        n => (1..=n).map(|i| format!("{SIM_HOST}-{i}")).collect(),
+    };
     let detector = Detector::new(settings.threshold_multiplier);
     let mut series: HashMap<String, SeriesState> = HashMap::new();
     let mut report = Report {
@@ -382,8 +392,10 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         first = false;
         let samples = if source == SourceKind::Simulation {
             report.simulation_ticks += 1;
-            let (v, _) = sim.sample(now);
-            vec![(SIM_HOST.to_string(), Labels::new(), now, v)]
+            sim_hosts
+                .iter()
+                .map(|h| (h.clone(), Labels::new(), now, sim.sample(now).0))
+                .collect()
         } else {
             samples
         };
@@ -394,20 +406,23 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         }
 
         // 3. Judge every sample.
+        let series_count_hint = series.len();
         let mut flagged: Vec<String> = Vec::new();
         let mut seen = Vec::new();
         for (id, labels, ts, value) in samples {
             seen.push(id.clone());
             let st = series.entry(id.clone()).or_insert_with(|| {
                 let (host, history) = if source == SourceKind::Simulation {
-                    (SIM_HOST.to_string(), HistorySource::Dataset)
+                    (id.clone(), HistorySource::Dataset)
                 } else {
                     (
                         prometheus::host_of(&labels),
                         HistorySource::Prometheus(labels),
                     )
                 };
-                tracing::info!("new series {id}: warming up until its model is ready");
+                if series_count_hint < 20 {
+                    tracing::info!("new series {id}: warming up until its model is ready");
+                }
                 SeriesState {
                     host,
                     history,
@@ -551,6 +566,11 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         }
 
         // 5. Report and live line.
+        let _ = logs.metrics.flush();
+        let _ = logs.anomalies.flush();
+        let took = tick_start.elapsed().as_secs_f64();
+        report.last_tick_seconds = took;
+        report.max_tick_seconds = report.max_tick_seconds.max(took);
         report.ticks += 1;
         report.source = source.as_str().to_string();
         report.updated_at = chrono::Utc::now().to_rfc3339();
@@ -675,7 +695,7 @@ fn handle_reply(r: Reply, series: &mut HashMap<String, SeriesState>, report: &mu
     }
 }
 
-fn write_json_line(f: &mut File, v: &impl Serialize) {
+fn write_json_line(f: &mut impl Write, v: &impl Serialize) {
     if let Ok(mut s) = serde_json::to_string(v) {
         s.push('\n');
         if let Err(e) = f.write_all(s.as_bytes()) {

@@ -97,7 +97,10 @@ fn bare_machine_falls_back_to_simulation_and_writes_local_files() {
         report["series"]["simulated"]["warming_up"], false,
         "{report}"
     );
-    assert!(dir.path().join("models/series/simulated.json").exists());
+    assert_eq!(
+        report["series"]["simulated"]["trained_on"],
+        sample_dataset().display().to_string()
+    );
 }
 
 /// Waits until Prometheus returns a value for the default query.

@@ -5,7 +5,8 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::mpsc,
+    rc::Rc,
+    sync::{mpsc, Arc},
     thread,
     time::Instant,
 };
@@ -109,14 +110,14 @@ pub enum Reply {
         /// Fit duration, seconds.
         seconds: f64,
         /// Horizon.
-        horizon: Horizon,
+        horizon: Arc<Horizon>,
     },
     /// A refreshed horizon.
     Horizon {
         /// Series id.
         id: String,
         /// Horizon.
-        horizon: Horizon,
+        horizon: Arc<Horizon>,
     },
     /// Training or forecasting failed (the old model, if any, stays).
     Failed {
@@ -153,6 +154,8 @@ pub fn spawn(cfg: ModelConfig) -> (mpsc::Sender<Request>, mpsc::Receiver<Reply>)
                 trainer: Trainer::from_settings(&cfg.settings),
                 client: Client::new(&cfg.settings.prometheus),
                 models: HashMap::new(),
+                dataset_model: None,
+                horizon_cache: None,
                 cfg,
             };
             for req in req_rx {
@@ -172,7 +175,12 @@ struct ModelWorker {
     cfg: ModelConfig,
     trainer: Trainer,
     client: Client,
-    models: HashMap<String, Model>,
+    models: HashMap<String, Rc<Model>>,
+    /// The model fitted on the dataset, shared by every series trained on
+    /// it (the simulated series): (model, when, what, points).
+    dataset_model: Option<(Rc<Model>, Instant, String, usize)>,
+    /// Last horizon computed, shared by series with the same model and start.
+    horizon_cache: Option<(*const Model, i64, Arc<Horizon>)>,
 }
 
 /// A file name for a series id.
@@ -240,11 +248,23 @@ impl ModelWorker {
         }
     }
 
-    fn horizon(&self, id: &str, from: i64) -> Result<Horizon, String> {
+    fn horizon(&mut self, id: &str, from: i64) -> Result<Arc<Horizon>, String> {
         let model = self
             .models
             .get(id)
-            .ok_or_else(|| format!("no model for {id}"))?;
+            .ok_or_else(|| format!("no model for {id}"))?
+            .clone();
+        if let Some((m, f, h)) = &self.horizon_cache {
+            if std::ptr::eq(*m, Rc::as_ptr(&model)) && *f == from {
+                return Ok(h.clone());
+            }
+        }
+        let h = Arc::new(self.compute_horizon(&model, from)?);
+        self.horizon_cache = Some((Rc::as_ptr(&model), from, h.clone()));
+        Ok(h)
+    }
+
+    fn compute_horizon(&self, model: &Model, from: i64) -> Result<Horizon, String> {
         let step = self.cfg.step;
         let ts: Vec<i64> = (0..self.cfg.len as i64).map(|k| from + k * step).collect();
         let f = model.predict(&ts).map_err(|e| e.to_string())?;
@@ -269,7 +289,7 @@ impl ModelWorker {
         if !path.exists() {
             return None;
         }
-        let model = match Model::load(&path) {
+        let model = match Model::load(&path).map(Rc::new) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("ignoring the saved model of {id}: {e}");
@@ -292,26 +312,17 @@ impl ModelWorker {
     /// Fetches history, fits, swaps the model in, saves it.
     fn train(&mut self, id: &str, history: &HistorySource) -> Result<(String, usize), String> {
         let now = chrono::Utc::now().timestamp();
-        let (on, ts, ys) = match history {
-            HistorySource::Prometheus(labels) => match self.prometheus_history(labels, now)? {
-                Some((ts, ys)) => (format!("Prometheus history of {id}"), ts, ys),
-                None => {
-                    let (ts, ys) = self.dataset_history(now)?;
-                    (
-                        format!(
-                            "{} (Prometheus holds less than a day of {id})",
-                            self.cfg.settings.dataset.display()
-                        ),
-                        ts,
-                        ys,
-                    )
-                }
-            },
-            HistorySource::Dataset => {
-                let (ts, ys) = self.dataset_history(now)?;
-                (self.cfg.settings.dataset.display().to_string(), ts, ys)
-            }
+        let HistorySource::Prometheus(labels) = history else {
+            return self.train_on_dataset(id, now);
         };
+        let Some((ts, ys)) = self.prometheus_history(labels, now)? else {
+            let (on, n) = self.train_on_dataset(id, now)?;
+            return Ok((
+                format!("{on} (Prometheus holds less than a day of {id})"),
+                n,
+            ));
+        };
+        let on = format!("Prometheus history of {id}");
         let n = ts.len();
         let fitted = self
             .trainer
@@ -322,8 +333,31 @@ impl ModelWorker {
             tracing::warn!("cannot save the model of {id} to {}: {e}", path.display());
         }
         // The swap: the old model served until this line.
-        self.models.insert(id.to_string(), fitted.model);
+        self.models.insert(id.to_string(), Rc::new(fitted.model));
         Ok((on, n))
+    }
+
+    /// Series trained on the dataset share one model, refitted at most once
+    /// per `retrain_interval` (it is the same data for all of them).
+    fn train_on_dataset(&mut self, id: &str, now: i64) -> Result<(String, usize), String> {
+        let fresh = self
+            .dataset_model
+            .as_ref()
+            .filter(|(_, at, _, _)| at.elapsed() < self.cfg.settings.retrain_interval);
+        if let Some((m, _, on, n)) = fresh {
+            self.models.insert(id.to_string(), m.clone());
+            return Ok((on.clone(), *n));
+        }
+        let (ts, ys) = self.dataset_history(now)?;
+        let fitted = self
+            .trainer
+            .fit(&ts, &ys, Unit::Percent)
+            .map_err(|e| first_line(&e.to_string()))?;
+        let model = Rc::new(fitted.model);
+        let on = self.cfg.settings.dataset.display().to_string();
+        self.dataset_model = Some((model.clone(), Instant::now(), on.clone(), ts.len()));
+        self.models.insert(id.to_string(), model);
+        Ok((on, ts.len()))
     }
 
     fn prometheus_history(&self, labels: &Labels, now: i64) -> Result<Option<Points>, String> {
