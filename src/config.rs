@@ -186,6 +186,7 @@ struct RawConfig {
     prometheus_retries: i64,
     prometheus_query: String,
     prometheus_history: f64,
+    min_history: f64,
     simulation_after_failures: i64,
     simulation_series: i64,
     series_grace_period: f64,
@@ -220,6 +221,7 @@ impl Default for RawConfig {
             prometheus_retries: 3,
             prometheus_query: DEFAULT_QUERY.into(),
             prometheus_history: 7.0 * 86_400.0,
+            min_history: 86_400.0,
             simulation_after_failures: 3,
             simulation_series: 1,
             series_grace_period: 300.0,
@@ -295,6 +297,8 @@ pub struct PrometheusSettings {
     pub history: Duration,
     /// Failed polls in a row before switching to the simulation source.
     pub simulation_after_failures: u32,
+    /// Own history a series needs before its model is fitted.
+    pub min_history: Duration,
     /// How long a vanished series is kept before it is dropped.
     pub series_grace_period: Duration,
 }
@@ -401,6 +405,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PROMETHEUS_RETRIES", "prometheus_retries"),
     ("PROMETHEUS_QUERY", "prometheus_query"),
     ("PROMETHEUS_HISTORY", "prometheus_history"),
+    ("MIN_HISTORY", "min_history"),
     ("RETRAIN_INTERVAL", "retrain_interval"),
     ("SIMULATION_SERIES", "simulation_series"),
     ("INFLUXDB_API", "influxdb.api"),
@@ -711,6 +716,7 @@ impl Settings {
                 retries: raw.prometheus_retries as u32,
                 query: raw.prometheus_query.clone(),
                 history: positive_secs("prometheus_history", raw.prometheus_history)?,
+                min_history: positive_secs("min_history", raw.min_history)?,
                 simulation_after_failures: raw.simulation_after_failures as u32,
                 series_grace_period: positive_secs("series_grace_period", raw.series_grace_period)?,
             },

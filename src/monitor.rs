@@ -95,6 +95,8 @@ struct SeriesState {
     trained_at: Option<Instant>,
     /// After a failed first training, not before this.
     next_try: Option<Instant>,
+    /// "Not enough history" was logged.
+    said_not_yet: bool,
     trained_on: String,
     samples: u64,
     anomalies: u64,
@@ -402,7 +404,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
 
         // 2. Models' answers.
         while let Ok(r) = replies.try_recv() {
-            handle_reply(r, &mut series, &mut report);
+            handle_reply(r, &mut series, &mut report, settings.prometheus.min_history);
         }
 
         // 3. Judge every sample.
@@ -432,6 +434,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
                     pending: false,
                     trained_at: None,
                     next_try: None,
+                    said_not_yet: false,
                     trained_on: String::new(),
                     samples: 0,
                     anomalies: 0,
@@ -624,7 +627,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         while Instant::now() < next && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
             while let Ok(r) = replies.try_recv() {
-                handle_reply(r, &mut series, &mut report);
+                handle_reply(r, &mut series, &mut report, settings.prometheus.min_history);
             }
         }
         if stop.load(Ordering::SeqCst) {
@@ -645,7 +648,13 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
     Ok(report)
 }
 
-fn handle_reply(r: Reply, series: &mut HashMap<String, SeriesState>, report: &mut Report) {
+fn handle_reply(
+    r: Reply,
+    series: &mut HashMap<String, SeriesState>,
+    report: &mut Report,
+    min_history: Duration,
+) {
+    let retry = (min_history / 4).clamp(Duration::from_secs(1), RETRY_FIRST_TRAINING);
     match r {
         Reply::Trained {
             id,
@@ -663,6 +672,19 @@ fn handle_reply(r: Reply, series: &mut HashMap<String, SeriesState>, report: &mu
                 st.pending = false;
                 st.trained_at = Some(Instant::now());
                 st.trained_on = trained_on;
+            }
+        }
+        Reply::NotYet { id, have } => {
+            if let Some(st) = series.get_mut(&id) {
+                st.pending = false;
+                st.next_try = Some(Instant::now() + retry);
+                if !st.said_not_yet {
+                    st.said_not_yet = true;
+                    tracing::info!(
+                        "{id}: {have}s of history in Prometheus, min_history is {}s: warming up until then",
+                        min_history.as_secs()
+                    );
+                }
             }
         }
         Reply::Horizon { id, horizon } => {

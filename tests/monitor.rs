@@ -24,7 +24,7 @@ fn config(dir: &Path, prometheus: &str, extra: &str) -> PathBuf {
         &path,
         format!(
             "prometheus_url: {prometheus}\nprometheus_timeout: 2\nprometheus_retries: 0\n\
-             monitoring_interval: 1\nsimulation_after_failures: 2\n\
+             monitoring_interval: 1\nsimulation_after_failures: 2\nmin_history: 3\n\
              log_dir: {logs}\nmodel_path: {models}/model.json\ndataset: {data}\n\
              {extra}",
             logs = dir.join("logs").display(),
@@ -145,7 +145,9 @@ fn prometheus_samples_reach_influxdb_with_forecasts_and_detections() {
             influx.url()
         ),
     );
-    let out = monitor(&cfg, 8).output().unwrap();
+    // A model needs 10 points of the series' own history: the first polls
+    // warm up.
+    let out = monitor(&cfg, 16).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("SIMULATION"), "{stderr}");
@@ -159,7 +161,7 @@ fn prometheus_samples_reach_influxdb_with_forecasts_and_detections() {
     let actual = count(&format!(
         "SELECT count(cpu_usage) FROM cpu_metrics WHERE metric_type = 'actual' AND source = 'prometheus' AND host = '{host}'"
     ));
-    assert_eq!(actual, 8, "one actual point per poll\n{stderr}");
+    assert_eq!(actual, 16, "one actual point per poll\n{stderr}");
     let forecasted =
         count("SELECT count(cpu_usage) FROM cpu_metrics WHERE metric_type = 'forecasted'");
     let detections = count("SELECT count(anomaly_score) FROM anomaly_detection");
@@ -315,4 +317,170 @@ fn sigterm_flushes_pending_points_and_exits_0() {
         .filter(|l| l.contains("metric_type=actual"))
         .count();
     assert_eq!(actual, samples, "every sample's point written at shutdown");
+}
+
+/// Waits until `cond` holds for the lines of `path`.
+fn wait_lines(path: &Path, what: &str, cond: impl Fn(&[String]) -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if cond(&lines(path)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn influxdb_outage_during_monitoring_loses_and_duplicates_nothing() {
+    if !servers::require("influxd", "influxdb_outage_during_monitoring") {
+        return;
+    }
+    let mut influx = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &unreachable_url(),
+        &format!(
+            "model: mstl\nsimulation_series: 3\ninfluxdb:\n  enabled: true\n  api: v1\n  url: {}\n  bucket: cpu\n  \
+             batch_size: 20\n  flush_interval: 1\n  timeout: 1\n  retry_attempts: 1\n  retry_interval: 0.1\n",
+            influx.url()
+        ),
+    );
+    let child = monitor(&cfg, 1000)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("logs/metrics.jsonl");
+    wait_lines(&metrics, "3 polls", |l| l.len() >= 9);
+    influx.stop();
+    let at_stop = lines(&metrics).len();
+    wait_lines(&metrics, "5 polls during the outage", |l| {
+        l.len() >= at_stop + 15
+    });
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("logs/system_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(report["spool_depth"].as_u64().unwrap() > 0, "{report}");
+    influx.start();
+    let at_start = lines(&metrics).len();
+    wait_lines(&metrics, "3 polls after the outage", |l| {
+        l.len() >= at_start + 9
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("spooled"), "{stderr}");
+    // Every sample the monitor judged is in InfluxDB exactly once.
+    let samples = lines(&metrics).len() as u64;
+    let actual = {
+        let v = servers::influxql(
+            &influx,
+            "cpu",
+            "SELECT count(cpu_usage) FROM cpu_metrics WHERE metric_type = 'actual'",
+        );
+        v["results"][0]["series"][0]["values"][0][1]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(actual, samples, "{stderr}");
+    let detections = lines(&metrics)
+        .iter()
+        .filter(|l| l.contains("\"warming_up\":false"))
+        .count() as u64;
+    assert_eq!(
+        servers::influx_count(&influx, "cpu", "anomaly_score", "anomaly_detection"),
+        detections
+    );
+    assert!(!dir.path().join("logs/dead_letter.lp").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("logs/spool"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn series_come_and_go_and_models_retrain_in_the_background() {
+    let name = "series_come_and_go";
+    if !(servers::require("prometheus", name) && servers::require("prometheus-node-exporter", name))
+    {
+        return;
+    }
+    let mut a = servers::node_exporter();
+    let b_port = servers::free_port();
+    let prom = servers::prometheus(&[
+        format!("127.0.0.1:{}", a.port),
+        format!("127.0.0.1:{b_port}"),
+    ]);
+    wait_for_cpu_rate(&prom);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &prom.url(),
+        // A short rate() window: a stopped host leaves the results within
+        // seconds (rate over [1m] would keep it for a minute).
+        "model: mstl\nseries_grace_period: 2\nretrain_interval: 3\ninfluxdb:\n  flush_interval: 1\n\
+         prometheus_query: '100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[4s])))'\n",
+    );
+    let log = dir.path().join("stderr.log");
+    let child = monitor(&cfg, 1000)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let report = || -> serde_json::Value {
+        std::fs::read_to_string(dir.path().join("logs/system_report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    };
+    let wait_report = |what: &str, cond: &dyn Fn(&serde_json::Value) -> bool| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if cond(&report()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "timed out waiting for {what}: {}\n{}",
+            report(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    let a_id = format!("127.0.0.1:{}", a.port);
+    let b_id = format!("127.0.0.1:{b_port}");
+    wait_report("series a ready", &|r| {
+        r["series"][&a_id]["warming_up"] == false
+    });
+    // A host that appears later is picked up.
+    let _b = servers::node_exporter_on(b_port);
+    wait_report("series b", &|r| r["series"].get(&b_id).is_some());
+    // Models are refitted in the background every retrain_interval.
+    wait_report("a retrain", &|r| r["trainings"].as_u64().unwrap_or(0) >= 3);
+    // A host that goes away is dropped after the grace period.
+    a.stop();
+    wait_report("series a dropped", &|r| {
+        r["series_dropped"] == 1 && r["series"].get(&a_id).is_none()
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("series {a_id} has not been seen")),
+        "{stderr}"
+    );
+    assert!(report()["series"][&b_id]["samples"].as_u64().unwrap() > 0);
 }

@@ -18,22 +18,29 @@ use crate::{
     source::prometheus::{Client, Labels},
 };
 
+/// Why a training did not happen.
+enum TrainFail {
+    /// Less history than `min_history` (seconds held).
+    NotYet(i64),
+    /// Anything else.
+    Error(String),
+}
+
 /// Timestamps and values.
 type Points = (Vec<i64>, Vec<f64>);
 
 /// Seconds in a week.
 const WEEK: i64 = 7 * 86_400;
-/// Less Prometheus history than this (seconds) and a series trains on the
-/// configured dataset instead.
-pub const MIN_HISTORY_SECS: i64 = 86_400;
 
 /// Where a series' training history comes from.
 #[derive(Debug, Clone)]
 pub enum HistorySource {
-    /// `query_range` of the monitor's query, picking this label set; the
-    /// configured dataset when Prometheus holds less than a day.
+    /// `query_range` of the monitor's query, picking this label set. With
+    /// less than `min_history` of it the series keeps warming up: a model
+    /// of another machine's data would flag this one's normal level.
     Prometheus(Labels),
-    /// The configured dataset, shifted by whole weeks to end now.
+    /// The configured dataset, shifted by whole weeks to end now (the
+    /// simulated series).
     Dataset,
 }
 
@@ -118,6 +125,13 @@ pub enum Reply {
         id: String,
         /// Horizon.
         horizon: Arc<Horizon>,
+    },
+    /// Not enough history yet to train (the series keeps warming up).
+    NotYet {
+        /// Series id.
+        id: String,
+        /// Seconds of history Prometheus holds for it.
+        have: i64,
     },
     /// Training or forecasting failed (the old model, if any, stays).
     Failed {
@@ -227,7 +241,16 @@ impl ModelWorker {
                 };
                 let res = match saved {
                     Some(x) => Ok(x),
-                    None => self.train(&id, &history),
+                    None => match self.train(&id, &history) {
+                        Err(TrainFail::NotYet(have)) if !self.models.contains_key(&id) => {
+                            return Some(Reply::NotYet { id, have });
+                        }
+                        Err(TrainFail::NotYet(have)) => Err(format!(
+                            "only {have}s of history in Prometheus, less than min_history"
+                        )),
+                        Err(TrainFail::Error(e)) => Err(e),
+                        Ok(x) => Ok(x),
+                    },
                 };
                 let res = res.and_then(|(on, n)| self.horizon(&id, from).map(|h| (on, n, h)));
                 Some(match res {
@@ -310,24 +333,18 @@ impl ModelWorker {
     }
 
     /// Fetches history, fits, swaps the model in, saves it.
-    fn train(&mut self, id: &str, history: &HistorySource) -> Result<(String, usize), String> {
+    fn train(&mut self, id: &str, history: &HistorySource) -> Result<(String, usize), TrainFail> {
         let now = chrono::Utc::now().timestamp();
         let HistorySource::Prometheus(labels) = history else {
-            return self.train_on_dataset(id, now);
+            return self.train_on_dataset(id, now).map_err(TrainFail::Error);
         };
-        let Some((ts, ys)) = self.prometheus_history(labels, now)? else {
-            let (on, n) = self.train_on_dataset(id, now)?;
-            return Ok((
-                format!("{on} (Prometheus holds less than a day of {id})"),
-                n,
-            ));
-        };
+        let (ts, ys) = self.prometheus_history(labels, now)?;
         let on = format!("Prometheus history of {id}");
         let n = ts.len();
         let fitted = self
             .trainer
             .fit(&ts, &ys, Unit::Percent)
-            .map_err(|e| first_line(&e.to_string()))?;
+            .map_err(|e| TrainFail::Error(first_line(&e.to_string())))?;
         let path = model_file(&self.cfg.model_dir, id);
         if let Err(e) = fitted.model.save(&path) {
             tracing::warn!("cannot save the model of {id} to {}: {e}", path.display());
@@ -360,23 +377,39 @@ impl ModelWorker {
         Ok((on, ts.len()))
     }
 
-    fn prometheus_history(&self, labels: &Labels, now: i64) -> Result<Option<Points>, String> {
+    /// History of one series: first the most recent 10,000 polls at the
+    /// poll interval; if the series is older than that window, the whole
+    /// `prometheus_history` at a coarser step (Prometheus returns at most
+    /// 11,000 points per series and query).
+    fn prometheus_history(&self, labels: &Labels, now: i64) -> Result<Points, TrainFail> {
         let span = self.cfg.settings.prometheus.history.as_secs() as i64;
-        // Prometheus returns at most 11,000 points per series.
-        let step = self.cfg.step.max(span / 10_000).max(1);
+        let fine_step = self.cfg.step.max(1);
+        let fine_span = span.min(fine_step * 10_000);
+        let (mut ts, mut ys) = self.range(labels, now - fine_span, now, fine_step)?;
+        let reaches_back = ts
+            .first()
+            .is_some_and(|&f| f <= now - fine_span + 2 * fine_step);
+        if reaches_back && span > fine_span {
+            (ts, ys) = self.range(labels, now - span, now, (span / 10_000).max(fine_step))?;
+        }
+        let covered = ts.last().zip(ts.first()).map_or(0, |(l, f)| l - f);
+        let min = self.cfg.settings.prometheus.min_history.as_secs() as i64;
+        if covered < min || ts.len() < crate::forecast::MIN_FIT_POINTS {
+            return Err(TrainFail::NotYet(covered));
+        }
+        Ok((ts, ys))
+    }
+
+    fn range(&self, labels: &Labels, start: i64, end: i64, step: i64) -> Result<Points, TrainFail> {
         let ranges = self
             .client
-            .query_range(&self.cfg.settings.prometheus.query, now - span, now, step)
-            .map_err(|e| e.to_string())?;
-        let Some(r) = ranges.into_iter().find(|r| &r.labels == labels) else {
-            return Ok(None);
-        };
-        let (ts, ys): (Vec<i64>, Vec<f64>) = r.points.into_iter().unzip();
-        let covered = ts.last().zip(ts.first()).map_or(0, |(l, f)| l - f);
-        if covered < MIN_HISTORY_SECS || ts.len() < crate::forecast::MIN_FIT_POINTS {
-            return Ok(None);
-        }
-        Ok(Some((ts, ys)))
+            .query_range(&self.cfg.settings.prometheus.query, start, end, step)
+            .map_err(|e| TrainFail::Error(e.to_string()))?;
+        Ok(ranges
+            .into_iter()
+            .find(|r| &r.labels == labels)
+            .map(|r| r.points.into_iter().unzip())
+            .unwrap_or_default())
     }
 
     /// The dataset in percent, shifted by whole weeks so that it ends within

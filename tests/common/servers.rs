@@ -95,10 +95,19 @@ impl Server {
         ready_path: &'static str,
         command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
     ) -> Server {
+        Server::with_port(name, free_port(), ready_path, command)
+    }
+
+    fn with_port(
+        name: &'static str,
+        port: u16,
+        ready_path: &'static str,
+        command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
+    ) -> Server {
         let mut s = Server {
             name,
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port,
             child: None,
             command: Box::new(command),
             ready_path,
@@ -221,8 +230,14 @@ pub fn victoria_metrics() -> Server {
 
 /// node exporter with only the CPU collector.
 pub fn node_exporter() -> Server {
-    Server::new(
+    node_exporter_on(free_port())
+}
+
+/// node exporter on a given port.
+pub fn node_exporter_on(port: u16) -> Server {
+    Server::with_port(
         "node-exporter",
+        port,
         "/metrics",
         |_dir: &std::path::Path, port| {
             let mut c = Command::new("prometheus-node-exporter");
