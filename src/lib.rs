@@ -12,6 +12,7 @@ pub mod detect;
 pub mod eda;
 pub mod evaluate;
 pub mod forecast;
+pub mod logfile;
 pub mod monitor;
 pub mod plots;
 pub mod simulate;

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&anyhow::Error::new(e)),
     };
-    init_logging(&settings.log_level, cli.log_format);
+    let log_file = (cli.mode == Mode::Monitor).then(|| settings.log_dir.join("cpu-anomaly.log"));
+    init_logging(&settings.log_level, cli.log_format, log_file.as_deref());
     tracing::debug!(?settings, "settings loaded");
     let read = ReadOptions {
         time_column: cli.time_column.clone(),
@@ -78,17 +79,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("cpu_anomaly={level},warn"))
+/// Application log file: rotated at this size…
+const LOG_FILE_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// …keeping this many old files.
+const LOG_FILE_KEEP: usize = 5;
+
+/// Logs to stderr, and in monitor mode also to `log_file` (rotated by size,
+/// always JSON lines so it can be shipped and parsed).
+fn init_logging(level: &str, format: LogFormat, log_file: Option<&std::path::Path>) {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("cpu_anomaly={level},warn"))
+        })
+    };
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Text => stderr.with_filter(filter()).boxed(),
+        LogFormat::Json => stderr.json().with_filter(filter()).boxed(),
+    };
+    let file = log_file.and_then(|path| {
+        match cpu_anomaly::logfile::RotatingFile::open(path, LOG_FILE_MAX_BYTES, LOG_FILE_KEEP) {
+            Ok(f) => Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_filter(filter()),
+            ),
+            Err(e) => {
+                eprintln!("warning: cannot open the log file {}: {e}", path.display());
+                None
+            }
+        }
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

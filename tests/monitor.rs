@@ -93,6 +93,12 @@ fn bare_machine_falls_back_to_simulation_and_writes_local_files() {
             .unwrap();
     assert_eq!(report["source"], "simulation");
     assert_eq!(report["ticks"], 6);
+    // The application log file: JSON lines, the switch recorded.
+    let app = lines(&logs.join("cpu-anomaly.log"));
+    assert!(app.iter().any(|l| l.contains("SIMULATION")), "{app:?}");
+    for l in &app {
+        serde_json::from_str::<serde_json::Value>(l).unwrap();
+    }
     assert_eq!(
         report["series"]["simulated"]["warming_up"], false,
         "{report}"
