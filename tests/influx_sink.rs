@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::servers::{self, influx_count, Server};
 use cpu_anomaly::{
@@ -228,4 +228,81 @@ fn v2_api_points_arrive_in_a_v2_write_server() {
         count("anomaly_detection_is_anomaly", "{severity=\"CRITICAL\"}"),
         12
     );
+}
+
+/// A scripted HTTP peer: answers the n-th request with `replies[n]` and
+/// records when each arrived. No real server here answers 429 or 503 on
+/// demand, so the retry rules are checked against this one.
+fn scripted_server(replies: Vec<&'static str>) -> (String, std::thread::JoinHandle<Vec<Instant>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for reply in replies {
+            let (stream, _) = listener.accept().unwrap();
+            seen.push(Instant::now());
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            (&stream).write_all(reply.as_bytes()).unwrap();
+        }
+        seen
+    });
+    (url, handle)
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_honouring_retry_after() {
+    use cpu_anomaly::sink::influx::{Outcome, Writer};
+    let (url, server) = scripted_server(vec![
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow",
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+        "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+    ]);
+    let mut t = target(Api::V2, url, "cpu");
+    t.retries = 3;
+    t.backoff = Duration::from_millis(10);
+    let (outcome, _) = Writer::new(t).write("m v=1 1\n", None);
+    assert_eq!(outcome, Outcome::Written);
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen[1] - seen[0] >= Duration::from_millis(950),
+        "Retry-After: 1 honoured"
+    );
+    assert!(
+        seen[2] - seen[1] < Duration::from_millis(900),
+        "503: the short backoff"
+    );
+}
+
+#[test]
+fn other_client_errors_are_not_retried() {
+    use cpu_anomaly::sink::influx::{Outcome, Writer};
+    let (url, server) = scripted_server(vec![
+        "HTTP/1.1 400 Bad Request\r\nContent-Length: 25\r\nConnection: close\r\n\r\nunable to parse 'm v=': x",
+    ]);
+    let mut t = target(Api::V1, url, "cpu");
+    t.retries = 3;
+    let (outcome, _) = Writer::new(t).write("m v=\n", None);
+    assert_eq!(
+        outcome,
+        Outcome::Rejected {
+            status: 400,
+            reason: "unable to parse 'm v=': x".into()
+        }
+    );
+    assert_eq!(server.join().unwrap().len(), 1);
 }

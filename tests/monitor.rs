@@ -44,6 +44,30 @@ fn monitor(cfg: &Path, ticks: u64) -> Command {
     c
 }
 
+/// Starts a monitor that runs until [`stop_monitor`]; its stderr goes to
+/// `dir/stderr.log`.
+fn start_monitor(cfg: &Path, dir: &Path) -> std::process::Child {
+    monitor(cfg, 1_000_000)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, as systemd or Docker would send; returns the exit status and
+/// the monitor's stderr.
+fn stop_monitor(mut child: std::process::Child, dir: &Path) -> (std::process::ExitStatus, String) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    (
+        status,
+        std::fs::read_to_string(dir.join("stderr.log")).unwrap(),
+    )
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -214,11 +238,7 @@ fn prometheus_outage_switches_to_simulation_and_back() {
         &prom.url(),
         "model: mstl\ninfluxdb:\n  flush_interval: 1\n",
     );
-    let child = monitor(&cfg, 1000)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_monitor(&cfg, dir.path());
     let points = dir.path().join("logs/points.lp");
     let sources = || -> Vec<String> {
         lines(&points)
@@ -254,13 +274,8 @@ fn prometheus_outage_switches_to_simulation_and_back() {
             .skip_while(|x| *x != "simulation")
             .any(|x| x == "prometheus")
     });
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "SIGTERM must exit 0\n{stderr}");
+    let (out, stderr) = stop_monitor(child, dir.path());
+    assert!(out.success(), "SIGTERM must exit 0\n{stderr}");
     assert!(stderr.contains("answers again"), "{stderr}");
     let s = sources();
     let first_sim = s.iter().position(|x| x == "simulation").unwrap();
@@ -296,27 +311,15 @@ fn sigterm_flushes_pending_points_and_exits_0() {
         &unreachable_url(),
         "influxdb:\n  flush_interval: 3600\n  batch_size: 100000\n",
     );
-    let child = monitor(&cfg, 1000)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_monitor(&cfg, dir.path());
     let metrics = dir.path().join("logs/metrics.jsonl");
     let start = Instant::now();
     while lines(&metrics).len() < 3 && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!dir.path().join("logs/points.lp").exists());
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, stderr) = stop_monitor(child, dir.path());
+    assert!(out.success(), "{stderr}");
     let samples = lines(&metrics).len();
     let actual = lines(&dir.path().join("logs/points.lp"))
         .iter()
@@ -353,11 +356,7 @@ fn influxdb_outage_during_monitoring_loses_and_duplicates_nothing() {
             influx.url()
         ),
     );
-    let child = monitor(&cfg, 1000)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_monitor(&cfg, dir.path());
     let metrics = dir.path().join("logs/metrics.jsonl");
     wait_lines(&metrics, "3 polls", |l| l.len() >= 9);
     influx.stop();
@@ -375,13 +374,8 @@ fn influxdb_outage_during_monitoring_loses_and_duplicates_nothing() {
     wait_lines(&metrics, "3 polls after the outage", |l| {
         l.len() >= at_start + 9
     });
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (out, stderr) = stop_monitor(child, dir.path());
+    assert!(out.success(), "{stderr}");
     assert!(stderr.contains("spooled"), "{stderr}");
     // Every sample the monitor judged is in InfluxDB exactly once.
     let samples = lines(&metrics).len() as u64;
@@ -436,12 +430,8 @@ fn series_come_and_go_and_models_retrain_in_the_background() {
         "model: mstl\nseries_grace_period: 2\nretrain_interval: 3\ninfluxdb:\n  flush_interval: 1\n\
          prometheus_query: '100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode=\"idle\"}[4s])))'\n",
     );
+    let child = start_monitor(&cfg, dir.path());
     let log = dir.path().join("stderr.log");
-    let child = monitor(&cfg, 1000)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
     let report = || -> serde_json::Value {
         std::fs::read_to_string(dir.path().join("logs/system_report.json"))
             .ok()
@@ -477,13 +467,8 @@ fn series_come_and_go_and_models_retrain_in_the_background() {
     wait_report("series a dropped", &|r| {
         r["series_dropped"] == 1 && r["series"].get(&a_id).is_none()
     });
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    assert!(out.status.success(), "{stderr}");
+    let (out, stderr) = stop_monitor(child, dir.path());
+    assert!(out.success(), "{stderr}");
     assert!(
         stderr.contains(&format!("series {a_id} has not been seen")),
         "{stderr}"
