@@ -475,3 +475,56 @@ fn series_come_and_go_and_models_retrain_in_the_background() {
     );
     assert!(report()["series"][&b_id]["samples"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_failed_retrain_keeps_the_old_model() {
+    let dir = tempfile::tempdir().unwrap();
+    // The simulated series trains on a copy of the dataset that then goes away.
+    let data = dir.path().join("data.csv");
+    std::fs::copy(sample_dataset(), &data).unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "prometheus_url: {}\nprometheus_retries: 0\nmonitoring_interval: 1\nretrain_interval: 2\n\
+             model: mstl\nlog_dir: {logs}\nmodel_path: {models}/model.json\ndataset: {data}\n",
+            unreachable_url(),
+            logs = dir.path().join("logs").display(),
+            models = dir.path().join("models").display(),
+            data = data.display(),
+        ),
+    )
+    .unwrap();
+    let child = start_monitor(&cfg, dir.path());
+    let report = || -> serde_json::Value {
+        std::fs::read_to_string(dir.path().join("logs/system_report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while report()["series"]["simulated"]["warming_up"] != false {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", report());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_file(&data).unwrap();
+    while report()["training_failures"].as_u64().unwrap_or(0) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", report());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = report();
+    let (status, stderr) = stop_monitor(child, dir.path());
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("keeping the old model"), "{stderr}");
+    // Still detecting with the old model.
+    assert_eq!(r["series"]["simulated"]["warming_up"], false, "{r}");
+    let tail: Vec<String> = lines(&dir.path().join("logs/metrics.jsonl"))
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    assert!(
+        tail.iter().all(|l| l.contains("\"warming_up\":false")),
+        "{tail:?}"
+    );
+}
