@@ -17,10 +17,12 @@ for component in rustfmt clippy; do
     fi
 done
 
-# Real servers the integration tests start on loopback ports (Debian packages).
+# Real servers the integration tests start on loopback ports, and the tools
+# that validate the compose stack (Debian packages).
 missing=()
 for pair in influxd:influxdb victoria-metrics:victoria-metrics prometheus:prometheus \
-    prometheus-node-exporter:prometheus-node-exporter promtool:prometheus; do
+    prometheus-node-exporter:prometheus-node-exporter promtool:prometheus \
+    docker-compose:docker-compose; do
     if ! command -v "${pair%%:*}" >/dev/null; then
         missing+=("${pair#*:}")
     fi

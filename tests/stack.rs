@@ -1,0 +1,399 @@
+//! The compose stack, validated by real tools where they exist here
+//! (`docker-compose config -q`, `promtool check config`) and by parsing:
+//! every Grafana file parses, and every Flux query in the dashboard and the
+//! alert rules names only measurements, fields and tags that the writer's
+//! schema (`sink::schema`, the one source of truth) defines.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::servers;
+use cpu_anomaly::sink::schema;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml(rel: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn compose_file_is_valid_for_docker_compose() {
+    if !servers::require("docker-compose", "compose_file_is_valid_for_docker_compose") {
+        return;
+    }
+    let out = Command::new("docker-compose")
+        .current_dir(root())
+        .args([
+            "--env-file",
+            ".env.example",
+            "-f",
+            "docker-compose.yml",
+            "config",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the secrets, compose refuses to start rather than run with defaults.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("docker-compose")
+        .current_dir(root())
+        .arg("--env-file")
+        .arg(empty.path())
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .env_remove("INFLUXDB_TOKEN")
+        .env_remove("INFLUXDB_ADMIN_PASSWORD")
+        .env_remove("GRAFANA_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in .env"));
+}
+
+#[test]
+fn compose_services_start_in_order_with_health_checks() {
+    let c = yaml("docker-compose.yml");
+    let services = c["services"].as_mapping().unwrap();
+    for s in ["influxdb", "prometheus", "node-exporter", "grafana", "app"] {
+        assert!(services.contains_key(s), "service {s}");
+    }
+    assert_eq!(c["services"]["influxdb"]["image"], "influxdb:2.7");
+    assert!(c["services"]["influxdb"]["healthcheck"]["test"].is_sequence());
+    assert_eq!(
+        c["services"]["app"]["depends_on"]["influxdb"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(c["services"]["app"]["build"], ".");
+    assert_eq!(c["services"]["app"]["command"][1], "monitor");
+    // The app's env vars are ones it reads.
+    let known: BTreeSet<&str> = cpu_anomaly::config::ENV_VARS
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
+    for (k, _) in c["services"]["app"]["environment"].as_mapping().unwrap() {
+        let k = k.as_str().unwrap();
+        assert!(
+            known.contains(k),
+            "app env {k} is not a cpu-anomaly variable"
+        );
+    }
+    // Every ${VAR} the compose file needs is in .env.example, and no secret
+    // is written into the compose file itself.
+    let compose = read("docker-compose.yml");
+    let example = read(".env.example");
+    for var in compose.split("${").skip(1).map(|s| {
+        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap()
+    }) {
+        assert!(
+            example.lines().any(|l| l.starts_with(&format!("{var}="))),
+            "{var} missing from .env.example"
+        );
+    }
+    assert!(!compose.contains("replace-with-a-long-random-token"));
+}
+
+#[test]
+fn prometheus_config_is_valid_and_scrapes_node_exporter_and_the_app() {
+    if !servers::require("promtool", "prometheus_config_is_valid") {
+        return;
+    }
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(root().join("prometheus/prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = read("prometheus/prometheus.yml");
+    assert!(text.contains("node-exporter:9100"));
+    assert!(text.contains("app:8080"));
+}
+
+/// Every Flux query of the dashboard (targets and variables) and the alert
+/// rules, with where it came from.
+fn flux_queries() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("grafana/dashboards/cpu-anomaly.json")).unwrap();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            out.push((
+                format!("panel {:?} {}", p["title"], t["refId"]),
+                t["query"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        out.push((
+            format!("variable {}", v["name"]),
+            v["query"].as_str().unwrap().to_string(),
+        ));
+    }
+    let alerts = yaml("grafana/provisioning/alerting/cpu-anomaly.yml");
+    for g in alerts["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            for d in r["data"].as_sequence().unwrap() {
+                if let Some(q) = d["model"]["query"].as_str() {
+                    out.push((format!("alert {:?}", r["title"]), q.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Quoted strings right after each occurrence of `prefix`.
+fn quoted_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.match_indices(prefix)
+        .filter_map(|(i, _)| {
+            let rest = &text[i + prefix.len()..];
+            let rest = rest.strip_prefix('"')?;
+            rest.split('"').next()
+        })
+        .collect()
+}
+
+/// Column names a query reads: `r.name`, `r["name"]`, `columns: [...]`,
+/// `tag: "name"`, `columnKey: [...]`.
+fn columns(q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in q.match_indices("r.") {
+        let before = q[..i].chars().last();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let name: String = q[i + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out.extend(quoted_after(q, "r[").into_iter().map(String::from));
+    out.extend(quoted_after(q, "tag: ").into_iter().map(String::from));
+    for key in ["columns: [", "columnKey: [", "rowKey: ["] {
+        for (i, _) in q.match_indices(key) {
+            let inside = q[i + key.len()..].split(']').next().unwrap();
+            out.extend(
+                inside
+                    .split(',')
+                    .map(|s| s.trim().trim_matches('"').to_string()),
+            );
+        }
+    }
+    out
+}
+
+/// Checks one query against the schema; returns what is wrong.
+fn check_query(q: &str) -> Vec<String> {
+    const BUILTIN: &[&str] = &[
+        "_time",
+        "_value",
+        "_field",
+        "_measurement",
+        "_start",
+        "_stop",
+    ];
+    let mut problems = Vec::new();
+    let measurements: Vec<&str> = quoted_after(q, "_measurement == ");
+    if measurements.is_empty() {
+        problems.push("no _measurement filter".to_string());
+    }
+    let mut tags = BTreeSet::new();
+    let mut fields = BTreeSet::new();
+    for m in &measurements {
+        match schema::SCHEMA.iter().find(|(name, _, _)| name == m) {
+            Some((_, t, f)) => {
+                tags.extend(t.iter().copied());
+                fields.extend(f.iter().copied());
+            }
+            None => problems.push(format!("measurement {m:?} is not written")),
+        }
+    }
+    for f in quoted_after(q, "_field == ") {
+        if !fields.contains(f) {
+            problems.push(format!("field {f:?} is not written to {measurements:?}"));
+        }
+    }
+    for c in columns(q) {
+        if !(BUILTIN.contains(&c.as_str())
+            || tags.contains(c.as_str())
+            || fields.contains(c.as_str()))
+        {
+            problems.push(format!(
+                "column {c:?} is neither a tag nor a field of {measurements:?}"
+            ));
+        }
+    }
+    for v in quoted_after(q, "r.metric_type == ") {
+        if ![schema::METRIC_ACTUAL, schema::METRIC_FORECASTED].contains(&v) {
+            problems.push(format!("metric_type {v:?} is never written"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_query_names_only_what_the_writer_writes() {
+    let queries = flux_queries();
+    assert!(queries.len() >= 10, "{}", queries.len());
+    let mut problems = Vec::new();
+    for (at, q) in &queries {
+        for p in check_query(q) {
+            problems.push(format!("{at}: {p}"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_query_check_catches_a_renamed_field_or_tag() {
+    // What the check would say if the writer renamed anomaly_score or host.
+    let q = r#"from(bucket: "b") |> filter(fn: (r) => r._measurement == "anomaly_detection" and r._field == "score" and r.hostname == "x")"#;
+    let p = check_query(q);
+    assert!(p.iter().any(|s| s.contains("\"score\"")), "{p:?}");
+    assert!(p.iter().any(|s| s.contains("\"hostname\"")), "{p:?}");
+    let q = r#"from(bucket: "b") |> filter(fn: (r) => r._measurement == "cpu" and r.metric_type == "predicted")"#;
+    let p = check_query(q);
+    assert!(p.iter().any(|s| s.contains("measurement \"cpu\"")), "{p:?}");
+    assert!(p.iter().any(|s| s.contains("\"predicted\"")), "{p:?}");
+}
+
+#[test]
+fn dashboard_has_the_panels_and_the_host_variable() {
+    let dash: serde_json::Value =
+        serde_json::from_str(&read("grafana/dashboards/cpu-anomaly.json")).unwrap();
+    let titles: Vec<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for want in [
+        "actual vs forecast",
+        "Anomaly points",
+        "Current status",
+        "Anomalies (last 1 h)",
+        "Confidence",
+        "Anomaly rate (24 h)",
+        "Severity breakdown",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(want)),
+            "panel {want}: {titles:?}"
+        );
+    }
+    assert_eq!(dash["templating"]["list"][0]["name"], "host");
+    // Every panel filters by the host variable (the variable itself lists hosts).
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            assert!(
+                t["query"].as_str().unwrap().contains("${host:regex}"),
+                "{}",
+                p["title"]
+            );
+        }
+    }
+    let uid = "cpu-anomaly-influxdb";
+    let ds = yaml("grafana/provisioning/datasources/influxdb.yml");
+    assert_eq!(ds["datasources"][0]["uid"], uid);
+    assert_eq!(ds["datasources"][0]["jsonData"]["version"], "Flux");
+    assert_eq!(
+        ds["datasources"][0]["secureJsonData"]["token"],
+        "${INFLUXDB_TOKEN}"
+    );
+    assert!(read("grafana/dashboards/cpu-anomaly.json").contains(uid));
+    let prov = yaml("grafana/provisioning/dashboards/cpu-anomaly.yml");
+    assert_eq!(
+        prov["providers"][0]["options"]["path"],
+        "/var/lib/grafana/dashboards"
+    );
+}
+
+#[test]
+fn alert_rules_and_contact_point_are_provisioned() {
+    let a = yaml("grafana/provisioning/alerting/cpu-anomaly.yml");
+    let rules = a["groups"][0]["rules"].as_sequence().unwrap();
+    let uids: Vec<&str> = rules.iter().map(|r| r["uid"].as_str().unwrap()).collect();
+    assert_eq!(
+        uids,
+        [
+            "cpu-anomaly-rate-high",
+            "cpu-anomaly-no-data",
+            "cpu-anomaly-sustained"
+        ]
+    );
+    for r in rules {
+        let cond = r["condition"].as_str().unwrap();
+        assert!(
+            r["data"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|d| d["refId"] == cond),
+            "{:?}: condition {cond} is one of its queries",
+            r["title"]
+        );
+    }
+    // The thresholds the issue asks for: > 10 %, < 1 sample in 5 min, > 5 in a row.
+    let threshold =
+        |i: usize| rules[i]["data"][2]["model"]["conditions"][0]["evaluator"]["params"][0].as_f64();
+    assert_eq!(threshold(0), Some(0.1));
+    assert_eq!(threshold(1), Some(1.0));
+    assert_eq!(threshold(2), Some(5.0));
+    assert_eq!(rules[1]["noDataState"], "Alerting");
+    assert_eq!(
+        a["contactPoints"][0]["receivers"][0]["settings"]["url"],
+        "${ALERT_WEBHOOK_URL}"
+    );
+    assert_eq!(a["policies"][0]["receiver"], a["contactPoints"][0]["name"]);
+    for f in walk(&root().join("grafana")) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("json") => {
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            }
+            Some("yml" | "yaml") => {
+                serde_yaml::from_str::<serde_yaml::Value>(&text)
+                    .unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
