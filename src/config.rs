@@ -190,6 +190,8 @@ struct RawConfig {
     simulation_after_failures: i64,
     simulation_series: i64,
     series_grace_period: f64,
+    api_listen: String,
+    api_token: Secret,
     retrain_interval: f64,
     threshold_multiplier: f64,
     sustained_samples: i64,
@@ -225,6 +227,8 @@ impl Default for RawConfig {
             simulation_after_failures: 3,
             simulation_series: 1,
             series_grace_period: 300.0,
+            api_listen: "127.0.0.1:8080".into(),
+            api_token: Secret::default(),
             retrain_interval: 86_400.0,
             threshold_multiplier: 2.0,
             sustained_samples: 3,
@@ -349,6 +353,10 @@ pub struct Settings {
     pub retrain_interval: Duration,
     /// Hosts the simulated source produces (1: `simulated`; n: `simulated-1…n`).
     pub simulation_series: usize,
+    /// Address of the monitor's HTTP API (`None`: off).
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Bearer token for the API (required off loopback; never logged).
+    pub api_token: Secret,
     /// Log level filter (trace|debug|info|warn|error).
     pub log_level: String,
     /// Directory for logs and local sink files.
@@ -408,6 +416,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MIN_HISTORY", "min_history"),
     ("RETRAIN_INTERVAL", "retrain_interval"),
     ("SIMULATION_SERIES", "simulation_series"),
+    ("API_LISTEN", "api_listen"),
+    ("API_TOKEN", "api_token"),
     ("INFLUXDB_API", "influxdb.api"),
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
@@ -432,8 +442,8 @@ fn kind_of(key: &str) -> Kind {
         | "prophet_weekly_seasonality"
         | "prophet_yearly_seasonality" => Kind::Bool,
         "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket" | "influxdb.api"
-        | "prometheus_query" | "prometheus_url" | "model" | "log_level" | "log_dir" | "dataset"
-        | "model_path" | "output_dir" => Kind::Str,
+        | "prometheus_query" | "prometheus_url" | "api_listen" | "api_token" | "model"
+        | "log_level" | "log_dir" | "dataset" | "model_path" | "output_dir" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -687,6 +697,23 @@ impl Settings {
                 "between 0 and 100",
             ));
         }
+        let api_listen = match raw.api_listen.trim() {
+            "" => None,
+            text => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+                range(
+                    "api_listen",
+                    text.to_string(),
+                    "host:port, e.g. 127.0.0.1:8080, or empty to disable",
+                )
+            })?),
+        };
+        if api_listen.is_some_and(|a| !a.ip().is_loopback()) && raw.api_token.is_empty() {
+            return Err(range(
+                "api_listen",
+                raw.api_listen.clone(),
+                "a loopback address unless api_token (API_TOKEN) is set",
+            ));
+        }
         let prophet = raw.prophet();
         Ok(Settings {
             config_path: path,
@@ -726,6 +753,8 @@ impl Settings {
             monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
             retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,
             simulation_series: raw.simulation_series as usize,
+            api_listen,
+            api_token: raw.api_token.clone(),
             log_level: raw.log_level.to_lowercase(),
             log_dir: raw.log_dir,
             dataset: raw.dataset,

@@ -5,6 +5,7 @@
 //! (score, flag, severity) → sinks; [`evaluate`] measures the whole path.
 
 pub mod accuracy;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dataset;

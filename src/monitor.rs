@@ -27,6 +27,7 @@ use thiserror::Error;
 
 use self::models::{HistorySource, Horizon, ModelConfig, Reply, Request};
 use crate::{
+    api,
     config::Settings,
     detect::{AlertPolicy, Detector, Severity},
     sink::{self, influx, schema, Batching, Destination, SinkHandle},
@@ -133,6 +134,8 @@ pub struct Report {
     pub trainings: u64,
     /// Failed trainings.
     pub training_failures: u64,
+    /// Time spent training, seconds.
+    pub training_seconds_total: f64,
     /// Series dropped after vanishing.
     pub series_dropped: u64,
     /// Series and their state.
@@ -290,6 +293,19 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
     };
     let sink = sink_for(settings)?;
     tracing::info!("writing points to {}", sink.describe);
+    let api_state = Arc::new(api::ApiState {
+        snapshot: std::sync::RwLock::new(api::Snapshot::default()),
+        sink: sink.stats.clone(),
+        token: Some(settings.api_token.clone()),
+    });
+    if let Some(addr) = settings.api_listen {
+        match api::serve(addr, api_state.clone()) {
+            Ok(a) => tracing::info!("HTTP API on http://{a} (/health, /metrics, /api/...)"),
+            Err(e) => tracing::warn!(
+                "HTTP API off: cannot listen on {addr}: {e} (set api_listen, or \"\" to disable)"
+            ),
+        }
+    }
     let step = settings.monitoring_interval.as_secs().max(1) as i64;
     let model_dir = settings
         .model_path
@@ -410,6 +426,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         // 3. Judge every sample.
         let series_count_hint = series.len();
         let mut flagged: Vec<String> = Vec::new();
+        let mut api_points = Vec::new();
         let mut seen = Vec::new();
         for (id, labels, ts, value) in samples {
             seen.push(id.clone());
@@ -472,6 +489,21 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
                 warming_up: band.is_none(),
             };
             write_json_line(&mut logs.metrics, &line);
+            api_points.push((
+                id.clone(),
+                st.host.clone(),
+                api::SeriesPoint {
+                    timestamp: ts,
+                    actual: value,
+                    yhat: band.map(|b| b.0),
+                    yhat_lower: band.map(|b| b.1),
+                    yhat_upper: band.map(|b| b.2),
+                    score: detection.as_ref().map(|d| d.score),
+                    is_anomaly: detection.as_ref().is_some_and(|d| d.is_anomaly),
+                    severity: detection.as_ref().map(|d| d.severity.as_str()),
+                },
+                alert,
+            ));
             match &detection {
                 None => report.warming_samples += 1,
                 Some(d) if d.is_anomaly => {
@@ -558,6 +590,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
                 }
             }
         }
+        let dropped = vanished.clone();
         for id in vanished {
             tracing::warn!(
                 "series {id} has not been seen for {}s: dropped",
@@ -597,6 +630,20 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
             })
             .collect();
         write_report(&logs.report, &report);
+        {
+            let mut snap = api_state
+                .snapshot
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for (id, host, p, alert) in api_points {
+                snap.push_point(&id, &host, p, alert);
+            }
+            for id in &dropped {
+                snap.series.remove(id);
+            }
+            snap.prometheus_up = source == SourceKind::Prometheus;
+            snap.report = report.clone();
+        }
         if opts.live {
             let warming = series.values().filter(|s| s.horizon.is_none()).count();
             println!(
@@ -664,6 +711,7 @@ fn handle_reply(
             horizon,
         } => {
             report.trainings += 1;
+            report.training_seconds_total += seconds;
             if let Some(st) = series.get_mut(&id) {
                 tracing::info!(
                     "model for {id} ready: {points} points from {trained_on} in {seconds:.2}s"

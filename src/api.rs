@@ -1,0 +1,497 @@
+//! The monitor's HTTP API: `/health`, `/metrics` (Prometheus exposition
+//! format) and a JSON API over the monitor's live state. The poll loop
+//! publishes a [`Snapshot`] after every poll; handlers only read it.
+//!
+//! Built as `router(state)` so it is tested without a socket; served on its
+//! own thread with a small tokio runtime, so the poll loop stays synchronous.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt::Write as _,
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc, RwLock},
+};
+
+use axum::{
+    extract::{Path, Query, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{config::Secret, monitor::Report, sink::SinkStats};
+
+/// Points kept per series for `/api/series/{id}`.
+pub const POINTS_PER_SERIES: usize = 500;
+/// Anomalies kept for `/api/anomalies/recent`.
+pub const RECENT_ANOMALIES: usize = 1000;
+
+/// One judged sample of a series.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// Actual value, percent.
+    pub actual: f64,
+    /// Forecast (absent while warming up).
+    pub yhat: Option<f64>,
+    /// Band, lower edge.
+    pub yhat_lower: Option<f64>,
+    /// Band, upper edge.
+    pub yhat_upper: Option<f64>,
+    /// Score (1 = scaled band edge).
+    pub score: Option<f64>,
+    /// Outside the scaled band.
+    pub is_anomaly: bool,
+    /// Severity name.
+    pub severity: Option<&'static str>,
+}
+
+/// One flagged sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnomalyEvent {
+    /// Series id.
+    pub series: String,
+    /// Host tag.
+    pub host: String,
+    /// Point.
+    #[serde(flatten)]
+    pub point: SeriesPoint,
+    /// An alert was raised with it.
+    pub alert: bool,
+}
+
+/// Live gauges of one series.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesLive {
+    /// Host tag.
+    pub host: String,
+    /// Latest points, oldest first.
+    pub points: VecDeque<SeriesPoint>,
+}
+
+/// What the poll loop publishes.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The run's report.
+    pub report: Report,
+    /// Prometheus answered the last poll.
+    pub prometheus_up: bool,
+    /// Latest flagged samples, oldest first.
+    pub recent: VecDeque<AnomalyEvent>,
+    /// Per-series points.
+    pub series: BTreeMap<String, SeriesLive>,
+}
+
+impl Snapshot {
+    /// Records a judged sample.
+    pub fn push_point(&mut self, id: &str, host: &str, p: SeriesPoint, alert: bool) {
+        if p.is_anomaly {
+            if self.recent.len() == RECENT_ANOMALIES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(AnomalyEvent {
+                series: id.to_string(),
+                host: host.to_string(),
+                point: p.clone(),
+                alert,
+            });
+        }
+        let s = self.series.entry(id.to_string()).or_default();
+        s.host = host.to_string();
+        if s.points.len() == POINTS_PER_SERIES {
+            s.points.pop_front();
+        }
+        s.points.push_back(p);
+    }
+}
+
+/// Shared state of the API.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The latest snapshot.
+    pub snapshot: RwLock<Snapshot>,
+    /// Sink counters.
+    pub sink: Arc<SinkStats>,
+    /// Bearer token required on every route but `/health` (when set).
+    pub token: Option<Secret>,
+}
+
+/// One error type for every handler; the body is JSON `{ "error": … }`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/anomalies/recent", get(recent))
+        .route("/api/anomalies/summary", get(summary))
+        .route("/api/series", get(series_list))
+        .route("/api/series/{id}", get(series_one))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .with_state(state)
+}
+
+async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    if let Some(token) = s.token.as_ref().filter(|t| !t.is_empty()) {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|v| v == token.expose());
+        if !ok {
+            return ApiError(StatusCode::UNAUTHORIZED, "bearer token required".into())
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn read(s: &ApiState) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+    s.snapshot.read().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    source: String,
+    prometheus_reachable: bool,
+    sink: String,
+    spool_depth: u64,
+    ticks: u64,
+    series: usize,
+    warming_up: Vec<String>,
+    model_age_seconds: BTreeMap<String, Option<f64>>,
+}
+
+async fn health(State(s): State<Arc<ApiState>>) -> Json<Health> {
+    let snap = read(&s);
+    let r = &snap.report;
+    Json(Health {
+        status: "ok",
+        source: r.source.clone(),
+        prometheus_reachable: snap.prometheus_up,
+        sink: r.sink.clone(),
+        spool_depth: s.sink.spool_depth.load(Ordering::Relaxed),
+        ticks: r.ticks,
+        series: r.series.len(),
+        warming_up: r
+            .series
+            .iter()
+            .filter(|(_, v)| v.warming_up)
+            .map(|(k, _)| k.clone())
+            .collect(),
+        model_age_seconds: r
+            .series
+            .iter()
+            .map(|(k, v)| (k.clone(), v.model_age_seconds))
+            .collect(),
+    })
+}
+
+/// Escapes a label value for the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the exposition text.
+pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
+    let r = &snap.report;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    // (name, type, help, value) of every unlabelled metric.
+    let scalars = [
+        (
+            "cpu_anomaly_ticks_total",
+            "counter",
+            "Polls done.",
+            r.ticks as f64,
+        ),
+        (
+            "cpu_anomaly_samples_total",
+            "counter",
+            "Samples judged.",
+            r.samples as f64,
+        ),
+        (
+            "cpu_anomaly_alerts_total",
+            "counter",
+            "Alerts raised (sustained or critical).",
+            r.alerts as f64,
+        ),
+        (
+            "cpu_anomaly_points_written_total",
+            "counter",
+            "Points accepted by the sink's target.",
+            load(&sink.points_written),
+        ),
+        (
+            "cpu_anomaly_write_failures_total",
+            "counter",
+            "Writes still failing after their retries.",
+            load(&sink.write_failures),
+        ),
+        (
+            "cpu_anomaly_points_dead_lettered_total",
+            "counter",
+            "Points refused by InfluxDB and written to the dead-letter file.",
+            load(&sink.points_dead_lettered),
+        ),
+        (
+            "cpu_anomaly_write_duration_seconds",
+            "gauge",
+            "Duration of the last successful write.",
+            load(&sink.last_write_micros) / 1e6,
+        ),
+        (
+            "cpu_anomaly_spool_batches",
+            "gauge",
+            "Batches waiting in the on-disk spool.",
+            load(&sink.spool_depth),
+        ),
+        (
+            "cpu_anomaly_retrains_total",
+            "counter",
+            "Models (re)trained.",
+            r.trainings as f64,
+        ),
+        (
+            "cpu_anomaly_retrain_failures_total",
+            "counter",
+            "Failed trainings.",
+            r.training_failures as f64,
+        ),
+        (
+            "cpu_anomaly_retrain_seconds_total",
+            "counter",
+            "Time spent training.",
+            r.training_seconds_total,
+        ),
+        (
+            "cpu_anomaly_poll_duration_seconds",
+            "gauge",
+            "Wall time of the last poll.",
+            r.last_tick_seconds,
+        ),
+    ];
+    for (name, kind, help, v) in scalars {
+        metric(name, kind, help, &[(String::new(), v)]);
+    }
+    let by_sev: Vec<(String, f64)> = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+        .iter()
+        .map(|s| {
+            (
+                format!("{{severity=\"{s}\"}}"),
+                r.anomalies_by_severity.get(*s).copied().unwrap_or(0) as f64,
+            )
+        })
+        .collect();
+    metric(
+        "cpu_anomaly_anomalies_total",
+        "counter",
+        "Flagged samples by severity.",
+        &by_sev,
+    );
+    let src: Vec<(String, f64)> = ["prometheus", "simulation"]
+        .iter()
+        .map(|s| {
+            (
+                format!("{{source=\"{s}\"}}"),
+                f64::from(u8::from(r.source == *s)),
+            )
+        })
+        .collect();
+    metric(
+        "cpu_anomaly_source",
+        "gauge",
+        "1 for the source in use.",
+        &src,
+    );
+    let mut gauges: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
+    for (id, s) in &snap.series {
+        let Some(p) = s.points.back() else { continue };
+        let labels = format!("{{series=\"{}\",host=\"{}\"}}", label(id), label(&s.host));
+        let mut put = |name: &'static str, v: Option<f64>| {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
+                gauges.entry(name).or_default().push((labels.clone(), v));
+            }
+        };
+        put("cpu_anomaly_actual", Some(p.actual));
+        put("cpu_anomaly_yhat", p.yhat);
+        put("cpu_anomaly_yhat_lower", p.yhat_lower);
+        put("cpu_anomaly_yhat_upper", p.yhat_upper);
+        put("cpu_anomaly_score", p.score);
+        put(
+            "cpu_anomaly_warming_up",
+            Some(f64::from(u8::from(p.yhat.is_none()))),
+        );
+    }
+    for (name, help) in [
+        (
+            "cpu_anomaly_actual",
+            "Latest CPU value of the series, percent.",
+        ),
+        ("cpu_anomaly_yhat", "Forecast for the latest sample."),
+        ("cpu_anomaly_yhat_lower", "Lower edge of the model's band."),
+        ("cpu_anomaly_yhat_upper", "Upper edge of the model's band."),
+        (
+            "cpu_anomaly_score",
+            "Anomaly score of the latest sample (1 = scaled band edge).",
+        ),
+        (
+            "cpu_anomaly_warming_up",
+            "1 while the series has no model yet.",
+        ),
+    ] {
+        metric(
+            name,
+            "gauge",
+            help,
+            gauges.get(name).map_or(&[][..], |v| v.as_slice()),
+        );
+    }
+    out
+}
+
+async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    let body = render_metrics(&read(&s), &s.sink);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn recent(State(s): State<Arc<ApiState>>, Query(q): Query<Limit>) -> Json<Vec<AnomalyEvent>> {
+    let snap = read(&s);
+    let n = q.limit.unwrap_or(50).min(RECENT_ANOMALIES);
+    Json(snap.recent.iter().rev().take(n).cloned().collect())
+}
+
+#[derive(Serialize)]
+struct Summary {
+    samples: u64,
+    anomalies: u64,
+    anomaly_rate: f64,
+    alerts: u64,
+    by_severity: BTreeMap<String, u64>,
+}
+
+async fn summary(State(s): State<Arc<ApiState>>) -> Json<Summary> {
+    let snap = read(&s);
+    let r = &snap.report;
+    let anomalies: u64 = r.anomalies_by_severity.values().sum();
+    let judged = r.samples.saturating_sub(r.warming_samples);
+    Json(Summary {
+        samples: r.samples,
+        anomalies,
+        anomaly_rate: if judged == 0 {
+            0.0
+        } else {
+            anomalies as f64 / judged as f64
+        },
+        alerts: r.alerts,
+        by_severity: r.anomalies_by_severity.clone(),
+    })
+}
+
+#[derive(Serialize)]
+struct SeriesInfo {
+    id: String,
+    host: String,
+    points: usize,
+    latest: Option<SeriesPoint>,
+}
+
+async fn series_list(State(s): State<Arc<ApiState>>) -> Json<Vec<SeriesInfo>> {
+    let snap = read(&s);
+    Json(
+        snap.series
+            .iter()
+            .map(|(id, v)| SeriesInfo {
+                id: id.clone(),
+                host: v.host.clone(),
+                points: v.points.len(),
+                latest: v.points.back().cloned(),
+            })
+            .collect(),
+    )
+}
+
+async fn series_one(
+    State(s): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Vec<SeriesPoint>>, ApiError> {
+    let snap = read(&s);
+    let v = snap
+        .series
+        .get(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no series {id:?}")))?;
+    let n = q.limit.unwrap_or(POINTS_PER_SERIES);
+    let skip = v.points.len().saturating_sub(n);
+    Ok(Json(v.points.iter().skip(skip).cloned().collect()))
+}
+
+/// Serves the API on `addr` from a background thread until the process
+/// ends. Returns the bound address (port 0 picks a free one).
+pub fn serve(addr: SocketAddr, state: Arc<ApiState>) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("API runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        if let Err(e) = axum::serve(l, router(state)).await {
+                            tracing::error!("API server: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("API listener: {e}"),
+                }
+            });
+        })?;
+    Ok(bound)
+}

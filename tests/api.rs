@@ -1,0 +1,285 @@
+//! The HTTP API through its router, without a socket; `/metrics` checked by
+//! `promtool check metrics`; and served by a running monitor.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use axum::{body::Body, http::Request};
+use common::servers;
+use cpu_anomaly::{
+    api::{self, ApiState, SeriesPoint, Snapshot},
+    config::{CliOverrides, Secret, Settings},
+    monitor::{Report, SeriesReport},
+    sink::SinkStats,
+};
+use tower::ServiceExt;
+
+fn point(t: i64, actual: f64, score: f64) -> SeriesPoint {
+    SeriesPoint {
+        timestamp: t,
+        actual,
+        yhat: Some(50.0),
+        yhat_lower: Some(45.0),
+        yhat_upper: Some(55.0),
+        score: Some(score),
+        is_anomaly: score > 1.0,
+        severity: Some(if score > 3.0 {
+            "CRITICAL"
+        } else if score > 1.0 {
+            "LOW"
+        } else {
+            "NORMAL"
+        }),
+    }
+}
+
+fn state(token: Option<&str>) -> Arc<ApiState> {
+    let mut snap = Snapshot::default();
+    snap.push_point("web-1:9100", "web-1:9100", point(100, 51.0, 0.2), false);
+    snap.push_point("web-1:9100", "web-1:9100", point(130, 95.0, 4.5), true);
+    snap.push_point(
+        r#"{instance="db \"1\""}"#,
+        "db",
+        point(130, 49.0, 0.1),
+        false,
+    );
+    let mut report = Report {
+        ticks: 2,
+        samples: 3,
+        alerts: 1,
+        source: "prometheus".into(),
+        ..Report::default()
+    };
+    report.anomalies_by_severity.insert("CRITICAL".into(), 1);
+    report.series.insert(
+        "web-1:9100".into(),
+        SeriesReport {
+            host: "web-1:9100".into(),
+            model_age_seconds: Some(12.0),
+            samples: 2,
+            anomalies: 1,
+            ..SeriesReport::default()
+        },
+    );
+    snap.report = report;
+    snap.prometheus_up = true;
+    Arc::new(ApiState {
+        snapshot: RwLock::new(snap),
+        sink: Arc::new(SinkStats::default()),
+        token: token.map(Secret::new),
+    })
+}
+
+async fn get(state: Arc<ApiState>, uri: &str, auth: Option<&str>) -> (u16, String, String) {
+    let mut req = Request::get(uri);
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    let resp = api::router(state)
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn health_reports_readiness_details() {
+    let (s, _, body) = rt().block_on(get(state(None), "/health", None));
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["prometheus_reachable"], true);
+    assert_eq!(v["spool_depth"], 0);
+    assert_eq!(v["model_age_seconds"]["web-1:9100"], 12.0);
+}
+
+#[test]
+fn metrics_is_valid_exposition_format_with_per_series_gauges() {
+    let (s, ctype, body) = rt().block_on(get(state(None), "/metrics", None));
+    assert_eq!(s, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert!(
+        body.contains("cpu_anomaly_score{series=\"web-1:9100\",host=\"web-1:9100\"} 4.5"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"cpu_anomaly_actual{series="{instance=\"db \\\"1\\\"\"}",host="db"} 49"#),
+        "{body}"
+    );
+    assert!(body.contains("cpu_anomaly_anomalies_total{severity=\"CRITICAL\"} 1"));
+    assert!(body.contains("cpu_anomaly_source{source=\"prometheus\"} 1"));
+    if !servers::require("promtool", "metrics_is_valid_exposition_format") {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    // promtool exits 0 for valid text; lint remarks would be printed, so
+    // demand silence too.
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_api_lists_anomalies_summary_and_series() {
+    let rt = rt();
+    let (s, _, body) = rt.block_on(get(state(None), "/api/anomalies/recent?limit=1", None));
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["series"], "web-1:9100");
+    assert_eq!(v[0]["severity"], "CRITICAL");
+    assert_eq!(v[0]["alert"], true);
+    let (_, _, body) = rt.block_on(get(state(None), "/api/anomalies/summary", None));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["anomalies"], 1);
+    assert!((v["anomaly_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    let (_, _, body) = rt.block_on(get(state(None), "/api/series", None));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (s, _, body) = rt.block_on(get(state(None), "/api/series/web-1:9100?limit=5", None));
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["yhat_upper"], 55.0);
+    let (s, _, body) = rt.block_on(get(state(None), "/api/series/nope", None));
+    assert_eq!(s, 404);
+    assert!(body.contains("\"error\""), "{body}");
+}
+
+#[test]
+fn bearer_token_guards_everything_but_health() {
+    let rt = rt();
+    let st = state(Some("s3cret"));
+    assert_eq!(rt.block_on(get(st.clone(), "/metrics", None)).0, 401);
+    assert_eq!(
+        rt.block_on(get(st.clone(), "/api/series", Some("Bearer wrong")))
+            .0,
+        401
+    );
+    assert_eq!(
+        rt.block_on(get(st.clone(), "/api/series", Some("Bearer s3cret")))
+            .0,
+        200
+    );
+    assert_eq!(rt.block_on(get(st, "/health", None)).0, 200);
+}
+
+#[test]
+fn a_non_loopback_address_needs_a_token() {
+    let load = |env: &[(&str, &str)]| {
+        let env: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_layers(
+            "",
+            None,
+            "defaults",
+            |k| env.get(k).cloned(),
+            &CliOverrides::default(),
+        )
+    };
+    let e = load(&[("API_LISTEN", "0.0.0.0:8080")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("api_listen") && e.contains("API_TOKEN"), "{e}");
+    let s = load(&[("API_LISTEN", "0.0.0.0:8080"), ("API_TOKEN", "t")]).unwrap();
+    assert_eq!(s.api_listen.unwrap().port(), 8080);
+    assert!(load(&[("API_LISTEN", "")]).unwrap().api_listen.is_none());
+    assert!(load(&[("API_LISTEN", "nonsense")]).is_err());
+}
+
+#[test]
+fn a_running_monitor_serves_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = servers::free_port();
+    let mut child = common::bin()
+        .args([
+            "--mode",
+            "monitor",
+            "--monitoring-interval",
+            "1",
+            "--model",
+            "mstl",
+        ])
+        .args(["--log-dir"])
+        .arg(dir.path().join("logs"))
+        .env("API_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "PROMETHEUS_URL",
+            format!("http://127.0.0.1:{}", servers::free_port()),
+        )
+        .env("PROMETHEUS_RETRIES", "0")
+        .env(
+            "DATASET",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv"),
+        )
+        .env("MODEL_PATH", dir.path().join("models/m.json"))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    let mut body = String::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        let (s, b) = servers::get(&format!("{url}/metrics"));
+        if s == 200 && b.contains("cpu_anomaly_yhat{series=\"simulated\"") {
+            body = b;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (hs, health) = servers::get(&format!("{url}/health"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !body.is_empty(),
+        "no per-series gauges from the running monitor"
+    );
+    assert!(
+        body.contains("cpu_anomaly_source{source=\"simulation\"} 1"),
+        "{body}"
+    );
+    assert_eq!(hs, 200);
+    assert!(health.contains("\"source\":\"simulation\""), "{health}");
+}
