@@ -397,3 +397,61 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let out = Command::new("promtool")
+        .current_dir(root().join("prometheus"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn prometheus_alert_rules_pass_promtool_check_and_unit_tests() {
+    if !servers::require("promtool", "prometheus_alert_rules_pass_promtool") {
+        return;
+    }
+    let (ok, out) = promtool(&["check", "rules", "rules.yml"]);
+    assert!(ok && out.contains("4 rules found"), "{out}");
+    let (ok, out) = promtool(&["test", "rules", "rules_test.yml"]);
+    assert!(ok && out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn prometheus_rules_use_only_metrics_the_monitor_exports() {
+    let exported = cpu_anomaly::api::render_metrics(
+        &cpu_anomaly::api::Snapshot::default(),
+        &cpu_anomaly::sink::SinkStats::default(),
+    );
+    let names: BTreeSet<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let rules = read("prometheus/rules.yml");
+    let used: BTreeSet<&str> = rules
+        .match_indices("cpu_anomaly_")
+        .map(|(i, _)| {
+            let rest = &rules[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    assert!(used.len() >= 2, "{used:?}");
+    for u in &used {
+        assert!(
+            names.contains(u),
+            "rules.yml uses {u}, which /metrics does not export"
+        );
+    }
+}
