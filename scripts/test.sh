@@ -18,11 +18,12 @@ for component in rustfmt clippy; do
 done
 
 # Real servers the integration tests start on loopback ports, and the tools
-# that validate the compose stack (Debian packages).
+# that validate the compose stack, and the browser of the dashboard test
+# (Debian packages).
 missing=()
 for pair in influxd:influxdb victoria-metrics:victoria-metrics prometheus:prometheus \
     prometheus-node-exporter:prometheus-node-exporter promtool:prometheus \
-    docker-compose:docker-compose; do
+    docker-compose:docker-compose chromium:chromium; do
     if ! command -v "${pair%%:*}" >/dev/null; then
         missing+=("${pair#*:}")
     fi

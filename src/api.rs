@@ -118,6 +118,86 @@ pub struct ApiState {
     pub sink: Arc<SinkStats>,
     /// Bearer token required on every route but `/health` (when set).
     pub token: Option<Secret>,
+    /// One JSON [`Update`] per poll, for `/api/events`.
+    pub events: tokio::sync::broadcast::Sender<Arc<str>>,
+}
+
+/// What `/api/events` pushes after every poll.
+#[derive(Debug, Serialize)]
+pub struct Update<'a> {
+    /// Polls done.
+    pub ticks: u64,
+    /// `prometheus` or `simulation`.
+    pub source: &'a str,
+    /// Sink description.
+    pub sink: &'a str,
+    /// Batches in the spool.
+    pub spool_depth: u64,
+    /// Points written by the sink.
+    pub points_written: u64,
+    /// Series still warming up.
+    pub warming_up: usize,
+    /// This poll's points.
+    pub points: Vec<AnomalyEvent>,
+    /// Series dropped this poll.
+    pub dropped: &'a [String],
+}
+
+impl ApiState {
+    /// Empty state.
+    pub fn new(sink: Arc<SinkStats>, token: Option<Secret>) -> ApiState {
+        ApiState {
+            snapshot: RwLock::new(Snapshot::default()),
+            sink,
+            token,
+            events: tokio::sync::broadcast::channel(64).0,
+        }
+    }
+
+    /// Publishes one poll: updates the snapshot and pushes an [`Update`] to
+    /// every `/api/events` listener.
+    pub fn publish(
+        &self,
+        points: Vec<(String, String, SeriesPoint, bool)>,
+        dropped: &[String],
+        prometheus_up: bool,
+        report: &Report,
+    ) {
+        let update = {
+            let mut snap = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+            for (id, host, p, alert) in &points {
+                snap.push_point(id, host, p.clone(), *alert);
+            }
+            for id in dropped {
+                snap.series.remove(id);
+            }
+            snap.prometheus_up = prometheus_up;
+            snap.report = report.clone();
+            Update {
+                ticks: report.ticks,
+                source: &report.source,
+                sink: &report.sink,
+                spool_depth: self.sink.spool_depth.load(Ordering::Relaxed),
+                points_written: self.sink.points_written.load(Ordering::Relaxed),
+                warming_up: report.series.values().filter(|s| s.warming_up).count(),
+                points: points
+                    .into_iter()
+                    .map(|(series, host, point, alert)| AnomalyEvent {
+                        series,
+                        host,
+                        point,
+                        alert,
+                    })
+                    .collect(),
+                dropped,
+            }
+        };
+        if self.events.receiver_count() > 0 {
+            if let Ok(json) = serde_json::to_string(&update) {
+                let _ = self.events.send(json.into());
+            }
+        }
+    }
 }
 
 /// One error type for every handler; the body is JSON `{ "error": … }`.
@@ -138,6 +218,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/anomalies/summary", get(summary))
         .route("/api/series", get(series_list))
         .route("/api/series/{id}", get(series_one))
+        .route("/api/events", get(events))
+        .route("/", get(dashboard))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/health", get(health))
@@ -147,12 +229,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     if let Some(token) = s.token.as_ref().filter(|t| !t.is_empty()) {
-        let ok = req
+        let header_ok = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|v| v == token.expose());
+        // Browsers cannot set headers on EventSource or a typed-in URL: the
+        // dashboard passes the token as `?token=`.
+        let query_ok = req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv.strip_prefix("token=") == Some(token.expose()))
+        });
+        let ok = header_ok || query_ok;
         if !ok {
             return ApiError(StatusCode::UNAUTHORIZED, "bearer token required".into())
                 .into_response();
@@ -461,6 +550,37 @@ async fn series_one(
     let n = q.limit.unwrap_or(POINTS_PER_SERIES);
     let skip = v.points.len().saturating_sub(n);
     Ok(Json(v.points.iter().skip(skip).cloned().collect()))
+}
+
+/// The live dashboard (one self-contained page, no external assets).
+async fn dashboard() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("api/dashboard.html"),
+    )
+}
+
+/// Server-Sent Events: one `update` event per poll.
+async fn events(
+    State(s): State<Arc<ApiState>>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let rx = s.events.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(json) => {
+                    return Some((Ok(Event::default().event("update").data(&*json)), rx));
+                }
+                // A slow client skips updates rather than stalling the loop.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 /// Serves the API on `addr` from a background thread until the process

@@ -293,11 +293,10 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
     };
     let sink = sink_for(settings)?;
     tracing::info!("writing points to {}", sink.describe);
-    let api_state = Arc::new(api::ApiState {
-        snapshot: std::sync::RwLock::new(api::Snapshot::default()),
-        sink: sink.stats.clone(),
-        token: Some(settings.api_token.clone()),
-    });
+    let api_state = Arc::new(api::ApiState::new(
+        sink.stats.clone(),
+        Some(settings.api_token.clone()),
+    ));
     if let Some(addr) = settings.api_listen {
         match api::serve(addr, api_state.clone()) {
             Ok(a) => tracing::info!("HTTP API on http://{a} (/health, /metrics, /api/...)"),
@@ -630,20 +629,12 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
             })
             .collect();
         write_report(&logs.report, &report);
-        {
-            let mut snap = api_state
-                .snapshot
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            for (id, host, p, alert) in api_points {
-                snap.push_point(&id, &host, p, alert);
-            }
-            for id in &dropped {
-                snap.series.remove(id);
-            }
-            snap.prometheus_up = source == SourceKind::Prometheus;
-            snap.report = report.clone();
-        }
+        api_state.publish(
+            api_points,
+            &dropped,
+            source == SourceKind::Prometheus,
+            &report,
+        );
         if opts.live {
             let warming = series.values().filter(|s| s.horizon.is_none()).count();
             println!(

@@ -6,7 +6,7 @@ mod common;
 use std::{
     io::Write,
     process::{Command, Stdio},
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -69,11 +69,9 @@ fn state(token: Option<&str>) -> Arc<ApiState> {
     );
     snap.report = report;
     snap.prometheus_up = true;
-    Arc::new(ApiState {
-        snapshot: RwLock::new(snap),
-        sink: Arc::new(SinkStats::default()),
-        token: token.map(Secret::new),
-    })
+    let st = ApiState::new(Arc::new(SinkStats::default()), token.map(Secret::new));
+    *st.snapshot.write().unwrap() = snap;
+    Arc::new(st)
 }
 
 async fn get(state: Arc<ApiState>, uri: &str, auth: Option<&str>) -> (u16, String, String) {
