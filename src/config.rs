@@ -192,6 +192,7 @@ struct RawConfig {
     series_grace_period: f64,
     api_listen: String,
     api_token: Secret,
+    api_token_file: PathBuf,
     retrain_interval: f64,
     threshold_multiplier: f64,
     sustained_samples: i64,
@@ -229,6 +230,7 @@ impl Default for RawConfig {
             series_grace_period: 300.0,
             api_listen: "127.0.0.1:8080".into(),
             api_token: Secret::default(),
+            api_token_file: PathBuf::new(),
             retrain_interval: 86_400.0,
             threshold_multiplier: 2.0,
             sustained_samples: 3,
@@ -418,6 +420,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SIMULATION_SERIES", "simulation_series"),
     ("API_LISTEN", "api_listen"),
     ("API_TOKEN", "api_token"),
+    ("API_TOKEN_FILE", "api_token_file"),
     ("INFLUXDB_API", "influxdb.api"),
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
@@ -442,8 +445,8 @@ fn kind_of(key: &str) -> Kind {
         | "prophet_weekly_seasonality"
         | "prophet_yearly_seasonality" => Kind::Bool,
         "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket" | "influxdb.api"
-        | "prometheus_query" | "prometheus_url" | "api_listen" | "api_token" | "model"
-        | "log_level" | "log_dir" | "dataset" | "model_path" | "output_dir" => Kind::Str,
+        | "prometheus_query" | "prometheus_url" | "api_listen" | "api_token" | "api_token_file"
+        | "model" | "log_level" | "log_dir" | "dataset" | "model_path" | "output_dir" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -707,11 +710,22 @@ impl Settings {
                 )
             })?),
         };
-        if api_listen.is_some_and(|a| !a.ip().is_loopback()) && raw.api_token.is_empty() {
+        // A token file (a Docker/Kubernetes secret) fills an empty api_token.
+        let api_token = if raw.api_token.is_empty() && !raw.api_token_file.as_os_str().is_empty() {
+            let text =
+                std::fs::read_to_string(&raw.api_token_file).map_err(|source| ConfigError::Io {
+                    path: raw.api_token_file.clone(),
+                    source,
+                })?;
+            Secret::new(text.trim())
+        } else {
+            raw.api_token.clone()
+        };
+        if api_listen.is_some_and(|a| !a.ip().is_loopback()) && api_token.is_empty() {
             return Err(range(
                 "api_listen",
                 raw.api_listen.clone(),
-                "a loopback address unless api_token (API_TOKEN) is set",
+                "a loopback address unless api_token (API_TOKEN) or api_token_file is set",
             ));
         }
         let prophet = raw.prophet();
@@ -754,7 +768,7 @@ impl Settings {
             retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,
             simulation_series: raw.simulation_series as usize,
             api_listen,
-            api_token: raw.api_token.clone(),
+            api_token,
             log_level: raw.log_level.to_lowercase(),
             log_dir: raw.log_dir,
             dataset: raw.dataset,

@@ -222,40 +222,54 @@ fn a_non_loopback_address_needs_a_token() {
     let s = load(&[("API_LISTEN", "0.0.0.0:8080"), ("API_TOKEN", "t")]).unwrap();
     assert_eq!(s.api_listen.unwrap().port(), 8080);
     assert!(load(&[("API_LISTEN", "")]).unwrap().api_listen.is_none());
+    // A token file (Docker secret) counts; a missing one is an error naming it.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), "from-file\n").unwrap();
+    let path = f.path().display().to_string();
+    let s = load(&[("API_LISTEN", "0.0.0.0:8080"), ("API_TOKEN_FILE", &path)]).unwrap();
+    assert_eq!(s.api_token.expose(), "from-file");
+    let e = load(&[("API_TOKEN_FILE", "/nonexistent/token")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/token"), "{e}");
     assert!(load(&[("API_LISTEN", "nonsense")]).is_err());
+}
+
+/// A simulated monitor (MSTL, 1 s polls) with its API on `port`.
+fn monitor_with_api(dir: &std::path::Path, port: u16) -> Command {
+    let mut c = common::bin();
+    c.args([
+        "--mode",
+        "monitor",
+        "--monitoring-interval",
+        "1",
+        "--model",
+        "mstl",
+    ])
+    .arg("--log-dir")
+    .arg(dir.join("logs"))
+    .env("API_LISTEN", format!("127.0.0.1:{port}"))
+    .env(
+        "PROMETHEUS_URL",
+        format!("http://127.0.0.1:{}", servers::free_port()),
+    )
+    .env("PROMETHEUS_RETRIES", "0")
+    .env(
+        "DATASET",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv"),
+    )
+    .env("MODEL_PATH", dir.join("models/m.json"))
+    .current_dir(dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
 }
 
 #[test]
 fn a_running_monitor_serves_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let port = servers::free_port();
-    let mut child = common::bin()
-        .args([
-            "--mode",
-            "monitor",
-            "--monitoring-interval",
-            "1",
-            "--model",
-            "mstl",
-        ])
-        .args(["--log-dir"])
-        .arg(dir.path().join("logs"))
-        .env("API_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "PROMETHEUS_URL",
-            format!("http://127.0.0.1:{}", servers::free_port()),
-        )
-        .env("PROMETHEUS_RETRIES", "0")
-        .env(
-            "DATASET",
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv"),
-        )
-        .env("MODEL_PATH", dir.path().join("models/m.json"))
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = monitor_with_api(dir.path(), port).spawn().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     let mut body = String::new();
@@ -280,4 +294,73 @@ fn a_running_monitor_serves_the_api() {
     );
     assert_eq!(hs, 200);
     assert!(health.contains("\"source\":\"simulation\""), "{health}");
+}
+
+#[test]
+fn prometheus_scrapes_the_monitor_with_the_token_and_loads_the_rules() {
+    if !servers::require("prometheus", "prometheus_scrapes_the_monitor") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = servers::free_port();
+    let token = dir.path().join("api_token");
+    std::fs::write(&token, "scrape-secret\n").unwrap();
+    let mut child = monitor_with_api(dir.path(), port)
+        .env("API_TOKEN_FILE", &token)
+        .spawn()
+        .unwrap();
+    // The stack's scrape job and rules, pointed at this monitor and token.
+    let stack = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/prometheus.yml"),
+    )
+    .unwrap()
+    .replace("/run/secrets/api_token", &token.display().to_string())
+    .replace("app:8080", &format!("127.0.0.1:{port}"))
+    .replace("scrape_interval: 15s", "scrape_interval: 1s")
+    .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/rules.yml");
+    let prom = servers::prometheus_with(move |d| {
+        std::fs::copy(&rules, d.join("rules.yml")).unwrap();
+        stack.clone()
+    });
+    let q = |expr: &str| -> serde_json::Value {
+        let (_, body) = servers::get(&format!(
+            "{}/api/v1/query?query={}",
+            prom.url(),
+            expr.replace(' ', "+")
+                .replace('"', "%22")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('=', "%3D")
+        ));
+        serde_json::from_str(&body).unwrap_or_default()
+    };
+    let start = Instant::now();
+    let mut ok = false;
+    while start.elapsed() < Duration::from_secs(60) {
+        let v = q(r#"cpu_anomaly_ticks_total{job="cpu-anomaly"}"#);
+        if v["data"]["result"][0]["value"][1].as_str().is_some() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let up = q(r#"up{job="cpu-anomaly"}"#);
+    let (_, rules) = servers::get(&format!("{}/api/v1/rules", prom.url()));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ok,
+        "Prometheus never scraped the monitor: {up}\n{}",
+        prom.log()
+    );
+    assert_eq!(up["data"]["result"][0]["value"][1], "1");
+    for alert in [
+        "CpuAnomalyScoreHigh",
+        "CpuAnomalySustained",
+        "CpuAnomalyMonitorDown",
+        "CpuAnomalySpoolGrowing",
+    ] {
+        assert!(rules.contains(alert), "{alert} not loaded: {rules}");
+    }
 }

@@ -80,6 +80,17 @@ fn compose_services_start_in_order_with_health_checks() {
     );
     assert_eq!(c["services"]["app"]["build"], ".");
     assert_eq!(c["services"]["app"]["command"][1], "monitor");
+    // Prometheus and the app share the API token through the secret file.
+    assert_eq!(
+        c["services"]["app"]["environment"]["API_TOKEN_FILE"],
+        "/run/secrets/api_token"
+    );
+    assert_eq!(
+        c["services"]["app"]["environment"]["API_LISTEN"],
+        "0.0.0.0:8080"
+    );
+    assert_eq!(c["services"]["prometheus"]["secrets"][0], "api_token");
+    assert_eq!(c["secrets"]["api_token"]["file"], "./secrets/api_token");
     // The app's env vars are ones it reads.
     let known: BTreeSet<&str> = cpu_anomaly::config::ENV_VARS
         .iter()
@@ -114,9 +125,26 @@ fn prometheus_config_is_valid_and_scrapes_node_exporter_and_the_app() {
     if !servers::require("promtool", "prometheus_config_is_valid") {
         return;
     }
+    // The token file is a compose secret mounted at /run/secrets; check a
+    // copy whose path points at a stand-in token.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("api_token");
+    std::fs::write(&token, "stand-in").unwrap();
+    let text = read("prometheus/prometheus.yml");
+    assert!(text.contains("credentials_file: /run/secrets/api_token"));
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        text.replace("/run/secrets/api_token", &token.display().to_string()),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("prometheus/rules.yml"),
+        dir.path().join("rules.yml"),
+    )
+    .unwrap();
     let out = Command::new("promtool")
         .args(["check", "config"])
-        .arg(root().join("prometheus/prometheus.yml"))
+        .arg(dir.path().join("prometheus.yml"))
         .output()
         .unwrap();
     assert!(

@@ -249,23 +249,14 @@ pub fn node_exporter_on(port: u16) -> Server {
     )
 }
 
-/// Prometheus scraping `targets` every second.
-pub fn prometheus(targets: &[String]) -> Server {
-    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-    let targets = targets.join(", ");
+/// Prometheus with a config written by `config(dir)` (dir = its data dir).
+pub fn prometheus_with(config: impl Fn(&std::path::Path) -> String + Send + 'static) -> Server {
     Server::new(
         "prometheus",
         "/-/ready",
         move |dir: &std::path::Path, port| {
             let conf = dir.join("prometheus.yml");
-            std::fs::write(
-            &conf,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{targets}]\n"
-            ),
-        )
-        .unwrap();
+            std::fs::write(&conf, config(dir)).unwrap();
             let mut c = Command::new("prometheus");
             c.arg(format!("--config.file={}", conf.display()))
                 .arg(format!(
@@ -276,4 +267,16 @@ pub fn prometheus(targets: &[String]) -> Server {
             c
         },
     )
+}
+
+/// Prometheus scraping `targets` every second.
+pub fn prometheus(targets: &[String]) -> Server {
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let targets = targets.join(", ");
+    prometheus_with(move |_| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{targets}]\n"
+        )
+    })
 }
