@@ -9,9 +9,10 @@
 //! poll still asks Prometheus first and switches back when it answers.
 
 pub mod models;
+mod report;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     fs::{File, OpenOptions},
     io::{BufWriter, Write},
     path::{Path, PathBuf},
@@ -25,7 +26,11 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
-use self::models::{HistorySource, Horizon, ModelConfig, Reply, Request};
+pub use self::report::{Report, SeriesReport};
+use self::{
+    models::{HistorySource, Horizon, ModelConfig, Reply, Request},
+    report::write_report,
+};
 use crate::{
     api,
     config::Settings,
@@ -101,70 +106,6 @@ struct SeriesState {
     trained_on: String,
     samples: u64,
     anomalies: u64,
-}
-
-/// What a run did (also written to `system_report.json`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// Start time (RFC 3339).
-    pub started_at: String,
-    /// Last update (RFC 3339).
-    pub updated_at: String,
-    /// Polls done.
-    pub ticks: u64,
-    /// Wall time of the last poll (query, detection, queueing, logs), seconds.
-    pub last_tick_seconds: f64,
-    /// Longest poll so far, seconds.
-    pub max_tick_seconds: f64,
-    /// Samples judged (warming-up samples included).
-    pub samples: u64,
-    /// Samples written while their series was warming up.
-    pub warming_samples: u64,
-    /// Flagged samples by severity.
-    pub anomalies_by_severity: BTreeMap<String, u64>,
-    /// Alerts raised (sustained or critical).
-    pub alerts: u64,
-    /// Current source.
-    pub source: String,
-    /// Polls served by the simulation.
-    pub simulation_ticks: u64,
-    /// Source switches.
-    pub source_switches: u64,
-    /// Models (re)trained.
-    pub trainings: u64,
-    /// Failed trainings.
-    pub training_failures: u64,
-    /// Time spent training, seconds.
-    pub training_seconds_total: f64,
-    /// Series dropped after vanishing.
-    pub series_dropped: u64,
-    /// Series and their state.
-    pub series: BTreeMap<String, SeriesReport>,
-    /// Sink.
-    pub sink: String,
-    /// Points accepted by the sink's target.
-    pub points_written: u64,
-    /// Batches waiting in the spool.
-    pub spool_depth: u64,
-    /// Points dead-lettered.
-    pub points_dead_lettered: u64,
-}
-
-/// One series in the report.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SeriesReport {
-    /// Host tag.
-    pub host: String,
-    /// No band yet: nothing is flagged.
-    pub warming_up: bool,
-    /// What the model was trained on.
-    pub trained_on: String,
-    /// Seconds since the model was (re)trained.
-    pub model_age_seconds: Option<f64>,
-    /// Samples seen.
-    pub samples: u64,
-    /// Samples flagged.
-    pub anomalies: u64,
 }
 
 #[derive(Serialize)]
@@ -762,16 +703,5 @@ fn write_json_line(f: &mut impl Write, v: &impl Serialize) {
         if let Err(e) = f.write_all(s.as_bytes()) {
             tracing::error!("cannot append to a log file: {e}");
         }
-    }
-}
-
-fn write_report(path: &Path, report: &Report) {
-    let tmp = path.with_extension("json.tmp");
-    let res = serde_json::to_vec_pretty(report)
-        .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        tracing::error!("cannot write {}: {e}", path.display());
     }
 }

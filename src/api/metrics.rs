@@ -1,0 +1,180 @@
+//! `/metrics` in the Prometheus text exposition format: the monitor's own
+//! counters and, per series, the latest value, forecast, band and score.
+
+use std::{collections::BTreeMap, fmt::Write as _, sync::atomic::Ordering};
+
+use super::Snapshot;
+use crate::sink::SinkStats;
+
+/// Escapes a label value for the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the exposition text.
+pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
+    let r = &snap.report;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    // (name, type, help, value) of every unlabelled metric.
+    let scalars = [
+        (
+            "cpu_anomaly_ticks_total",
+            "counter",
+            "Polls done.",
+            r.ticks as f64,
+        ),
+        (
+            "cpu_anomaly_samples_total",
+            "counter",
+            "Samples judged.",
+            r.samples as f64,
+        ),
+        (
+            "cpu_anomaly_alerts_total",
+            "counter",
+            "Alerts raised (sustained or critical).",
+            r.alerts as f64,
+        ),
+        (
+            "cpu_anomaly_points_written_total",
+            "counter",
+            "Points accepted by the sink's target.",
+            load(&sink.points_written),
+        ),
+        (
+            "cpu_anomaly_write_failures_total",
+            "counter",
+            "Writes still failing after their retries.",
+            load(&sink.write_failures),
+        ),
+        (
+            "cpu_anomaly_points_dead_lettered_total",
+            "counter",
+            "Points refused by InfluxDB and written to the dead-letter file.",
+            load(&sink.points_dead_lettered),
+        ),
+        (
+            "cpu_anomaly_write_duration_seconds",
+            "gauge",
+            "Duration of the last successful write.",
+            load(&sink.last_write_micros) / 1e6,
+        ),
+        (
+            "cpu_anomaly_spool_batches",
+            "gauge",
+            "Batches waiting in the on-disk spool.",
+            load(&sink.spool_depth),
+        ),
+        (
+            "cpu_anomaly_retrains_total",
+            "counter",
+            "Models (re)trained.",
+            r.trainings as f64,
+        ),
+        (
+            "cpu_anomaly_retrain_failures_total",
+            "counter",
+            "Failed trainings.",
+            r.training_failures as f64,
+        ),
+        (
+            "cpu_anomaly_retrain_seconds_total",
+            "counter",
+            "Time spent training.",
+            r.training_seconds_total,
+        ),
+        (
+            "cpu_anomaly_poll_duration_seconds",
+            "gauge",
+            "Wall time of the last poll.",
+            r.last_tick_seconds,
+        ),
+    ];
+    for (name, kind, help, v) in scalars {
+        metric(name, kind, help, &[(String::new(), v)]);
+    }
+    let by_sev: Vec<(String, f64)> = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+        .iter()
+        .map(|s| {
+            (
+                format!("{{severity=\"{s}\"}}"),
+                r.anomalies_by_severity.get(*s).copied().unwrap_or(0) as f64,
+            )
+        })
+        .collect();
+    metric(
+        "cpu_anomaly_anomalies_total",
+        "counter",
+        "Flagged samples by severity.",
+        &by_sev,
+    );
+    let src: Vec<(String, f64)> = ["prometheus", "simulation"]
+        .iter()
+        .map(|s| {
+            (
+                format!("{{source=\"{s}\"}}"),
+                f64::from(u8::from(r.source == *s)),
+            )
+        })
+        .collect();
+    metric(
+        "cpu_anomaly_source",
+        "gauge",
+        "1 for the source in use.",
+        &src,
+    );
+    let mut gauges: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
+    for (id, s) in &snap.series {
+        let Some(p) = s.points.back() else { continue };
+        let labels = format!("{{series=\"{}\",host=\"{}\"}}", label(id), label(&s.host));
+        let mut put = |name: &'static str, v: Option<f64>| {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
+                gauges.entry(name).or_default().push((labels.clone(), v));
+            }
+        };
+        put("cpu_anomaly_actual", Some(p.actual));
+        put("cpu_anomaly_yhat", p.yhat);
+        put("cpu_anomaly_yhat_lower", p.yhat_lower);
+        put("cpu_anomaly_yhat_upper", p.yhat_upper);
+        put("cpu_anomaly_score", p.score);
+        put(
+            "cpu_anomaly_warming_up",
+            Some(f64::from(u8::from(p.yhat.is_none()))),
+        );
+    }
+    for (name, help) in [
+        (
+            "cpu_anomaly_actual",
+            "Latest CPU value of the series, percent.",
+        ),
+        ("cpu_anomaly_yhat", "Forecast for the latest sample."),
+        ("cpu_anomaly_yhat_lower", "Lower edge of the model's band."),
+        ("cpu_anomaly_yhat_upper", "Upper edge of the model's band."),
+        (
+            "cpu_anomaly_score",
+            "Anomaly score of the latest sample (1 = scaled band edge).",
+        ),
+        (
+            "cpu_anomaly_warming_up",
+            "1 while the series has no model yet.",
+        ),
+    ] {
+        metric(
+            name,
+            "gauge",
+            help,
+            gauges.get(name).map_or(&[][..], |v| v.as_slice()),
+        );
+    }
+    out
+}
