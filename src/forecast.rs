@@ -326,7 +326,7 @@ impl Trainer {
 }
 
 /// The first line of a (possibly multi-line) error message.
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 

@@ -341,10 +341,9 @@ impl ModelWorker {
         let (ts, ys) = self.prometheus_history(labels, now)?;
         let on = format!("Prometheus history of {id}");
         let n = ts.len();
-        let fitted = self
-            .trainer
-            .fit(&ts, &ys, Unit::Percent)
-            .map_err(|e| TrainFail::Error(first_line(&e.to_string())))?;
+        let fitted = self.trainer.fit(&ts, &ys, Unit::Percent).map_err(|e| {
+            TrainFail::Error(crate::forecast::first_line(&e.to_string()).to_string())
+        })?;
         let path = model_file(&self.cfg.model_dir, id);
         if let Err(e) = fitted.model.save(&path) {
             tracing::warn!("cannot save the model of {id} to {}: {e}", path.display());
@@ -369,7 +368,7 @@ impl ModelWorker {
         let fitted = self
             .trainer
             .fit(&ts, &ys, Unit::Percent)
-            .map_err(|e| first_line(&e.to_string()))?;
+            .map_err(|e| crate::forecast::first_line(&e.to_string()).to_string())?;
         let model = Rc::new(fitted.model);
         let on = self.cfg.settings.dataset.display().to_string();
         self.dataset_model = Some((model.clone(), Instant::now(), on.clone(), ts.len()));
@@ -425,10 +424,6 @@ impl ModelWorker {
             s.values.iter().map(|v| v * scale).collect(),
         ))
     }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
 }
 
 #[cfg(test)]
