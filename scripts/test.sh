@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README, second command; .ci/run calls it).
 # Installs what is missing, then runs the gates: rustfmt, clippy -D warnings,
-# and the whole test suite. Tests build in release mode so they share the
-# build of the binary (the Stan optimizer is far too slow unoptimised).
+# and the whole test suite, with the `wasmstan` feature so the native Prophet
+# optimizer is checked against Stan's. Tests build in release mode (the WASM
+# Stan optimizer is far too slow unoptimised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +44,10 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy --all-targets -- -D warnings"
+echo "== cargo clippy --all-targets -- -D warnings (default features, then with wasmstan)"
 cargo clippy --release --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --release
+cargo clippy --release --all-targets --features wasmstan -- -D warnings
+# The wasmstan feature adds Stan's own optimizer (WASM), which
+# tests/prophet_optimizer.rs compares the native one against.
+echo "== cargo test --features wasmstan"
+cargo test --release --features wasmstan

@@ -16,7 +16,7 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
-use crate::forecast::ModelFamily;
+use crate::forecast::{optimizer::OptimizerKind, ModelFamily};
 
 /// The file read when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config.yaml";
@@ -212,6 +212,7 @@ struct RawConfig {
     prophet_changepoint_prior_scale: f64,
     prophet_seasonality_prior_scale: f64,
     prophet_uncertainty_samples: i64,
+    prophet_optimizer: OptimizerKind,
     seed: u64,
 }
 
@@ -250,6 +251,7 @@ impl Default for RawConfig {
             prophet_changepoint_prior_scale: 0.05,
             prophet_seasonality_prior_scale: 10.0,
             prophet_uncertainty_samples: 1000,
+            prophet_optimizer: OptimizerKind::Native,
             seed: 42,
         }
     }
@@ -326,6 +328,10 @@ pub struct ProphetSettings {
     pub interval_width: f64,
     /// Monte Carlo samples used to draw the band.
     pub uncertainty_samples: u32,
+    /// Which optimizer fits the model (model files written before this
+    /// setting existed were fitted by `wasmstan`, but refit with either).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
 }
 
 impl Default for ProphetSettings {
@@ -389,6 +395,7 @@ impl RawConfig {
             seasonality_prior_scale: self.prophet_seasonality_prior_scale,
             interval_width: self.interval_width,
             uncertainty_samples: self.prophet_uncertainty_samples.clamp(0, u32::MAX as i64) as u32,
+            optimizer: self.prophet_optimizer,
         }
     }
 }
@@ -434,6 +441,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("OUTPUT_DIR", "output_dir"),
     ("MODEL", "model"),
     ("ROBUST_TRAINING", "robust_training"),
+    ("PROPHET_OPTIMIZER", "prophet_optimizer"),
     ("SEED", "seed"),
 ];
 
@@ -446,7 +454,8 @@ fn kind_of(key: &str) -> Kind {
         | "prophet_yearly_seasonality" => Kind::Bool,
         "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket" | "influxdb.api"
         | "prometheus_query" | "prometheus_url" | "api_listen" | "api_token" | "api_token_file"
-        | "model" | "log_level" | "log_dir" | "dataset" | "model_path" | "output_dir" => Kind::Str,
+        | "model" | "prophet_optimizer" | "log_level" | "log_dir" | "dataset" | "model_path"
+        | "output_dir" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -633,6 +642,14 @@ impl Settings {
                 "prophet_uncertainty_samples",
                 raw.prophet_uncertainty_samples.to_string(),
                 "between 0 and 100000",
+            ));
+        }
+        if !raw.prophet_optimizer.available() {
+            return Err(range(
+                "prophet_optimizer",
+                raw.prophet_optimizer.to_string(),
+                "`native` (this binary was built without the `wasmstan` cargo feature; \
+                 rebuild with `cargo build --release --features wasmstan` to use it)",
             ));
         }
         if !["trace", "debug", "info", "warn", "error"]

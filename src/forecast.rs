@@ -9,6 +9,7 @@
 
 pub mod band;
 pub mod mstl;
+pub mod optimizer;
 pub mod prophet;
 
 use std::{cell::OnceCell, path::Path};
@@ -194,7 +195,8 @@ pub struct Fitted {
 }
 
 /// Fits models of the configured family. Make one and reuse it: the Prophet
-/// optimizer is compiled on first use (~0.5 s) and kept.
+/// optimizer is set up on first use and kept (compiling the `wasmstan` one
+/// takes ~0.5 s).
 pub struct Trainer {
     family: ModelFamily,
     settings: ProphetSettings,
@@ -235,12 +237,22 @@ impl Trainer {
         self.family
     }
 
-    /// Compiles the Prophet optimizer now rather than on the first fit (for
-    /// timing reports). Does nothing for MSTL.
-    pub fn prepare(&self) {
+    /// Sets up the Prophet optimizer now rather than on the first fit (for
+    /// timing reports: compiling the `wasmstan` one takes ~0.5 s). Does
+    /// nothing for MSTL.
+    pub fn prepare(&self) -> Result<(), ForecastError> {
         if self.family == ModelFamily::Prophet {
-            self.prophet.get_or_init(ProphetTrainer::new);
+            self.prophet_trainer()?;
         }
+        Ok(())
+    }
+
+    fn prophet_trainer(&self) -> Result<&ProphetTrainer, ForecastError> {
+        if let Some(t) = self.prophet.get() {
+            return Ok(t);
+        }
+        let trainer = ProphetTrainer::with_optimizer(self.settings.optimizer)?;
+        Ok(self.prophet.get_or_init(|| trainer))
     }
 
     fn fit_once(
@@ -250,15 +262,13 @@ impl Trainer {
         unit: Unit,
     ) -> Result<Model, ForecastError> {
         Ok(match self.family {
-            ModelFamily::Prophet => Model::Prophet(Box::new(
-                self.prophet.get_or_init(ProphetTrainer::new).fit(
-                    timestamps,
-                    values,
-                    &self.settings,
-                    unit,
-                    self.seed,
-                )?,
-            )),
+            ModelFamily::Prophet => Model::Prophet(Box::new(self.prophet_trainer()?.fit(
+                timestamps,
+                values,
+                &self.settings,
+                unit,
+                self.seed,
+            )?)),
             ModelFamily::Mstl => Model::Mstl(Box::new(mstl::fit(
                 timestamps,
                 values,

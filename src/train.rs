@@ -213,7 +213,7 @@ pub fn train_series(
     let pb = spinner("preparing the optimizer");
     let t = Instant::now();
     let trainer = Trainer::from_settings(settings);
-    trainer.prepare();
+    trainer.prepare()?;
     let setup = t.elapsed().as_secs_f64();
 
     pb.set_message(format!("fitting on the first {split} points"));

@@ -1,18 +1,18 @@
 //! Prophet (trend + daily/weekly/yearly seasonality) through augurs-prophet,
-//! with the WASM Stan optimizer for fitting, seeded bands, and a JSON model
-//! file that reloads to the identical forecast.
+//! fitted by the native optimizer ([`super::optimizer`]; Stan-in-WASM with the
+//! `wasmstan` feature), with seeded bands and a JSON model file that reloads
+//! to the identical forecast.
 //!
 //! augurs does not expose a fitted model's parameters, so fitting goes through
-//! a capturing optimizer that keeps a copy of what Stan returned. A saved model
-//! is the training history plus those parameters; loading replays
+//! a capturing optimizer that keeps a copy of what the optimizer returned. A
+//! saved model is the training history plus those parameters; loading replays
 //! preprocessing with an optimizer that returns the stored parameters, which
-//! rebuilds exactly the same model without running Stan (or compiling WASM).
+//! rebuilds exactly the same model without optimizing again.
 
 use std::{cell::RefCell, path::Path, rc::Rc};
 
 use augurs_prophet::{
     optimizer::{InitialParams, OptimizeOpts, OptimizedParams},
-    wasmstan::WasmstanOptimizer,
     IntervalWidth, PositiveFloat, PredictionData, Prophet, ProphetOptions, SeasonalityOption,
     TrainingData,
 };
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     band::{sample_band, BandModel},
+    optimizer::{NativeOptimizer, OptimizerKind},
     Components, Forecast, ForecastError, History,
 };
 use crate::{
@@ -33,16 +34,24 @@ pub const MODEL_FORMAT: &str = "cpu-anomaly/prophet";
 pub const MODEL_VERSION: u32 = 1;
 pub use super::MIN_FIT_POINTS;
 
-/// Fits Prophet models. Holds the compiled WASM optimizer, which is costly to
-/// create (~0.45 s): make one trainer and reuse it for every fit.
+/// Fits Prophet models with the optimizer the settings name. The WASM
+/// optimizer is costly to create (~0.45 s, compiling the module): make one
+/// trainer and reuse it for every fit. The native one costs nothing.
 #[derive(Clone)]
 pub struct ProphetTrainer {
-    optimizer: WasmstanOptimizer,
+    optimizer: Optimizer,
+}
+
+#[derive(Clone)]
+enum Optimizer {
+    Native,
+    #[cfg(feature = "wasmstan")]
+    Wasmstan(augurs_prophet::wasmstan::WasmstanOptimizer),
 }
 
 impl std::fmt::Debug for ProphetTrainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProphetTrainer")
+        write!(f, "ProphetTrainer({})", self.kind())
     }
 }
 
@@ -53,10 +62,40 @@ impl Default for ProphetTrainer {
 }
 
 impl ProphetTrainer {
-    /// Compiles the optimizer.
+    /// A trainer with the native optimizer.
     pub fn new() -> Self {
         ProphetTrainer {
-            optimizer: WasmstanOptimizer::new(),
+            optimizer: Optimizer::Native,
+        }
+    }
+
+    /// A trainer with optimizer `kind`; an error if this binary was built
+    /// without it.
+    pub fn with_optimizer(kind: OptimizerKind) -> Result<Self, ForecastError> {
+        let optimizer =
+            match kind {
+                OptimizerKind::Native => Optimizer::Native,
+                #[cfg(feature = "wasmstan")]
+                OptimizerKind::Wasmstan => {
+                    Optimizer::Wasmstan(augurs_prophet::wasmstan::WasmstanOptimizer::new())
+                }
+                #[cfg(not(feature = "wasmstan"))]
+                OptimizerKind::Wasmstan => return Err(ForecastError::Prophet(
+                    augurs_prophet::Error::OptimizationFailed(
+                        "the wasmstan optimizer needs a binary built with `--features wasmstan`"
+                            .into(),
+                    ),
+                )),
+            };
+        Ok(ProphetTrainer { optimizer })
+    }
+
+    /// The optimizer this trainer fits with.
+    pub fn kind(&self) -> OptimizerKind {
+        match self.optimizer {
+            Optimizer::Native => OptimizerKind::Native,
+            #[cfg(feature = "wasmstan")]
+            Optimizer::Wasmstan(_) => OptimizerKind::Wasmstan,
         }
     }
 
@@ -69,41 +108,58 @@ impl ProphetTrainer {
         unit: Unit,
         seed: u64,
     ) -> Result<ProphetModel, ForecastError> {
-        if timestamps.len() < MIN_FIT_POINTS {
-            return Err(ForecastError::TooShort {
-                min: MIN_FIT_POINTS,
-                got: timestamps.len(),
-            });
+        match &self.optimizer {
+            Optimizer::Native => {
+                fit_with(NativeOptimizer, timestamps, values, settings, unit, seed)
+            }
+            #[cfg(feature = "wasmstan")]
+            Optimizer::Wasmstan(o) => fit_with(o.clone(), timestamps, values, settings, unit, seed),
         }
-        let captured = Rc::new(RefCell::new(None));
-        let optimizer = Capturing {
-            inner: self.optimizer.clone(),
-            captured: captured.clone(),
-        };
-        let mut prophet = Prophet::new(prophet_options(settings)?, optimizer);
-        let data = TrainingData::new(timestamps.to_vec(), values.to_vec())?;
-        prophet.fit(data, OptimizeOpts::default())?;
-        let (params, t_change, beta_columns) = captured.borrow_mut().take().ok_or_else(|| {
-            ForecastError::Prophet(augurs_prophet::Error::OptimizationFailed(
-                "optimizer returned no parameters".into(),
-            ))
-        })?;
-        let stored = StoredModel {
-            format: MODEL_FORMAT.into(),
-            version: MODEL_VERSION,
-            settings: settings.clone(),
-            unit,
-            seed,
-            history: History {
-                ds: timestamps.to_vec(),
-                y: values.to_vec(),
-            },
-            params: StoredParams::from(&params),
-            t_change,
-            beta_columns,
-        };
-        ProphetModel::from_stored(stored)
     }
+}
+
+fn fit_with<O: augurs_prophet::Optimizer>(
+    optimizer: O,
+    timestamps: &[i64],
+    values: &[f64],
+    settings: &ProphetSettings,
+    unit: Unit,
+    seed: u64,
+) -> Result<ProphetModel, ForecastError> {
+    if timestamps.len() < MIN_FIT_POINTS {
+        return Err(ForecastError::TooShort {
+            min: MIN_FIT_POINTS,
+            got: timestamps.len(),
+        });
+    }
+    let captured = Rc::new(RefCell::new(None));
+    let optimizer = Capturing {
+        inner: optimizer,
+        captured: captured.clone(),
+    };
+    let mut prophet = Prophet::new(prophet_options(settings)?, optimizer);
+    let data = TrainingData::new(timestamps.to_vec(), values.to_vec())?;
+    prophet.fit(data, OptimizeOpts::default())?;
+    let (params, t_change, beta_columns) = captured.borrow_mut().take().ok_or_else(|| {
+        ForecastError::Prophet(augurs_prophet::Error::OptimizationFailed(
+            "optimizer returned no parameters".into(),
+        ))
+    })?;
+    let stored = StoredModel {
+        format: MODEL_FORMAT.into(),
+        version: MODEL_VERSION,
+        settings: settings.clone(),
+        unit,
+        seed,
+        history: History {
+            ds: timestamps.to_vec(),
+            y: values.to_vec(),
+        },
+        params: StoredParams::from(&params),
+        t_change,
+        beta_columns,
+    };
+    ProphetModel::from_stored(stored)
 }
 
 fn seasonality(s: Seasonality) -> SeasonalityOption {
