@@ -14,7 +14,7 @@ use crate::{
     config::{ProphetSettings, Settings},
     dataset::{self, format_ts, ReadOptions, Series, Unit},
     eda,
-    forecast::{ForecastError, Model, Trainer, MIN_FIT_POINTS},
+    forecast::{ForecastError, Model, ModelFamily, Trainer, MIN_FIT_POINTS},
     plots::{self, Panel, PlotError},
 };
 
@@ -128,7 +128,8 @@ pub struct Metadata {
 /// Fit durations.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TrainingTime {
-    /// Creating the optimizer (WASM compile).
+    /// Setting up the Prophet optimizer (compiling the `wasmstan` one;
+    /// nothing for the native one).
     pub optimizer_setup: f64,
     /// Fit on the head.
     pub holdout_fit: f64,
@@ -402,8 +403,13 @@ fn print_report(m: &Metadata, files: &[PathBuf]) {
         100.0 * a.coverage,
         100.0 * m.parameters.interval_width
     );
+    let optimizer = if m.model == ModelFamily::Prophet.as_str() {
+        format!(" ({} optimizer)", m.parameters.optimizer)
+    } else {
+        String::new()
+    };
     println!(
-        "Fit time: {:.2} s optimizer setup, {:.2} s holdout fit, {:.2} s final fit on {} points",
+        "Fit time{optimizer}: {:.3} s setup, {:.3} s holdout fit, {:.3} s final fit on {} points",
         m.training_seconds.optimizer_setup,
         m.training_seconds.holdout_fit,
         m.training_seconds.final_fit,
