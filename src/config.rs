@@ -835,6 +835,29 @@ mod tests {
     }
 
     #[test]
+    fn prophet_optimizer_from_file_and_env() {
+        let d = load("", &[], CliOverrides::default()).unwrap();
+        assert_eq!(d.prophet.optimizer, OptimizerKind::Native);
+        let r = load(
+            "prophet_optimizer: native\n",
+            &[("PROPHET_OPTIMIZER", "wasmstan")],
+            CliOverrides::default(),
+        );
+        if cfg!(feature = "wasmstan") {
+            assert_eq!(r.unwrap().prophet.optimizer, OptimizerKind::Wasmstan);
+        } else {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("PROPHET_OPTIMIZER"), "{e}");
+            assert!(e.contains("--features wasmstan"), "{e}");
+        }
+        let e = load("prophet_optimizer: lbfgs\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.yaml: key `prophet_optimizer`"), "{e}");
+        assert!(e.contains("native"), "{e}");
+    }
+
+    #[test]
     fn shipped_config_yaml_is_valid_and_matches_defaults() {
         let text = include_str!("../config.yaml");
         let s = load(text, &[], CliOverrides::default()).unwrap();
