@@ -389,15 +389,19 @@ fn print_report(m: &Metadata, files: &[PathBuf]) {
     println!("  MAE      {:.4}{u}", a.mae);
     println!("  MSE      {:.6}", a.mse);
     println!("  RMSE     {:.4}{u}", a.rmse);
-    println!(
-        "  MAPE     {:.2} %{}",
-        a.mape,
-        if a.mape_skipped > 0 {
-            format!(" ({} zero actuals skipped)", a.mape_skipped)
-        } else {
-            String::new()
-        }
-    );
+    if a.mape.is_finite() {
+        println!(
+            "  MAPE     {:.2} %{}",
+            a.mape,
+            if a.mape_skipped > 0 {
+                format!(" ({} zero actuals skipped)", a.mape_skipped)
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        println!("  MAPE     undefined (every actual value in the tail is 0)");
+    }
     println!(
         "  coverage {:.1} % of the tail inside the {:.0} % band",
         100.0 * a.coverage,

@@ -8,6 +8,9 @@
 //! - Stan cannot improve on it: started from the native answer, Stan's
 //!   optimizer finds no descent ("no more progress can be made") or returns
 //!   a point no better, with the same trend within 1 % of the data range.
+//!   This is also the check that the native code minimises Stan's objective
+//!   and not a look-alike: any difference in a smooth part (priors, noise,
+//!   Jacobian, trend, features) would leave Stan a gradient to follow there.
 //! - the same holds for the iterative (OWL-QN) path, on a logistic-growth
 //!   and a multiplicative-seasonality fit.
 //!

@@ -84,30 +84,39 @@ impl NativeOptimizer {
         let mut posterior = Posterior::new(data, opts.jacobian.unwrap_or(false))
             .map_err(optimizer::Error::custom)?;
         let x0 = pack(init, &posterior)?;
-        if let Some((x, iterations)) = posterior.solve_exact(&x0) {
+        // Exact where the model allows; OWL-QN otherwise, or to polish an
+        // exact solve that did not settle.
+        let mut start = x0;
+        let mut rounds = 0;
+        if let Some((x, iterations, settled)) = posterior.solve_exact(&start) {
             let value = posterior.value(&x);
             if value.is_finite() {
-                let min = lbfgs::Minimum {
-                    x,
-                    value,
-                    iterations,
-                    evaluations: 0,
-                    termination: lbfgs::Termination::Exact,
-                };
-                return Ok((unpack(&min.x, &mut posterior)?, min));
+                if settled {
+                    let min = lbfgs::Minimum {
+                        x,
+                        value,
+                        iterations,
+                        evaluations: 0,
+                        termination: lbfgs::Termination::Exact,
+                    };
+                    return Ok((unpack(&min.x, &mut posterior)?, min));
+                }
+                start = x;
+                rounds = iterations;
             }
         }
         let l1 = lbfgs::L1 {
             range: posterior.delta_range(),
             weight: posterior.l1_weight(),
         };
-        let min = lbfgs::minimize(
+        let mut min = lbfgs::minimize(
             |x, g| posterior.smooth_value_and_gradient(x, g),
-            &x0,
+            &start,
             &l1,
             &Self::settings(opts),
         )
         .map_err(optimizer::Error::custom)?;
+        min.iterations += rounds;
         Ok((unpack(&min.x, &mut posterior)?, min))
     }
 }
@@ -121,9 +130,10 @@ impl optimizer::Optimizer for NativeOptimizer {
     ) -> Result<OptimizedParams, optimizer::Error> {
         let (params, min) = Self::minimize(init, data, opts)?;
         match min.termination {
-            lbfgs::Termination::MaxIterations => tracing::warn!(
+            t if !t.converged() => tracing::warn!(
                 iterations = min.iterations,
-                "Prophet fit hit the iteration limit; the fit may not be optimal"
+                termination = ?t,
+                "Prophet fit stopped before its convergence tests passed; it may not be optimal"
             ),
             t => tracing::debug!(
                 iterations = min.iterations,
@@ -142,9 +152,15 @@ impl optimizer::Optimizer for NativeOptimizer {
 pub fn objective(data: &Data, jacobian: bool, params: &OptimizedParams) -> Result<f64, DataError> {
     let mut posterior = Posterior::new(data, jacobian)?;
     let s = data.t_change.len();
+    if params.delta.len() != s {
+        return Err(DataError::new(format!(
+            "parameters have {} deltas, the model has {s} changepoints",
+            params.delta.len()
+        )));
+    }
     let mut x = Vec::with_capacity(posterior.dim());
     x.extend([params.k, params.m]);
-    x.extend(params.delta.iter().take(s));
+    x.extend(&params.delta);
     x.push(params.sigma_obs.ln());
     x.extend(&params.beta);
     if x.len() != posterior.dim() {
@@ -178,7 +194,7 @@ fn pack(init: &InitialParams, posterior: &Posterior<'_>) -> Result<Vec<f64>, opt
 
 fn unpack(x: &[f64], posterior: &mut Posterior<'_>) -> Result<OptimizedParams, optimizer::Error> {
     let si = posterior.sigma_index();
-    let sigma = PositiveFloat::try_new(x[si].exp())
+    let sigma = PositiveFloat::try_new(x[si].exp().max(posterior::SIGMA_FLOOR))
         .map_err(|e| optimizer::Error::string(format!("fitted sigma_obs: {e}")))?;
     Ok(OptimizedParams {
         k: x[0],

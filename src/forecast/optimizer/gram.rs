@@ -5,7 +5,7 @@
 // Index loops read like the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
-use super::posterior::{dot, sign, Posterior, KM_PRIOR_SD, SIGMA_PRIOR_SD};
+use super::posterior::{dot, sign, Posterior, KM_PRIOR_SD, SIGMA_FLOOR, SIGMA_PRIOR_SD};
 use augurs_prophet::optimizer::TrendIndicator;
 
 /// `ZᵀZ`, `Zᵀy` and `yᵀy` for `Z = [t, 1, (t − c_j)₊, X_sa]`, the design
@@ -101,7 +101,9 @@ impl Gram {
             self.z_theta[a] = dot(&self.zz[a * dim..(a + 1) * dim], &self.theta);
         }
         // RSS = yᵀy − 2θᵀZᵀy + θᵀZᵀZθ, ∇ = 2(ZᵀZθ − Zᵀy).
-        let rss = self.yy - 2.0 * dot(&self.theta, &self.zy) + dot(&self.theta, &self.z_theta);
+        // Clamped: rounding must not make a perfect fit better than perfect.
+        let rss =
+            (self.yy - 2.0 * dot(&self.theta, &self.zy) + dot(&self.theta, &self.z_theta)).max(0.0);
         let u = x[2 + s];
         let sigma = u.exp();
         let inv_var = 1.0 / (sigma * sigma);
@@ -152,9 +154,11 @@ const MAX_OUTER: usize = 200;
 
 impl Gram {
     /// The exact MAP of the model these statistics describe, from `x0`
-    /// (Stan's parameter layout). Returns the optimum and the number of
-    /// coefficient/noise alternations, or `None` if a linear system could
-    /// not be solved (then the caller falls back to OWL-QN).
+    /// (Stan's parameter layout). Returns the point reached, the number of
+    /// coefficient/noise alternations and whether the noise settled (if not,
+    /// after [`MAX_OUTER`] rounds, the caller polishes with OWL-QN), or
+    /// `None` if a linear system could not be solved (then the caller uses
+    /// OWL-QN from the start).
     ///
     /// For a fixed noise level `sigma`, the objective in
     /// `θ = [k, m, delta, beta]` is a quadratic plus `Σ|delta| / tau`: a
@@ -163,8 +167,11 @@ impl Gram {
     /// pattern, step to the best point where a sign changes, add the zero
     /// coordinate that most violates optimality, repeat). For a fixed `θ`,
     /// the best `sigma² = (−(T − j) + √((T − j)² + 16·RSS)) / 8` in closed
-    /// form (`j = 1` with the Jacobian). Alternating the two never increases
-    /// the objective and stops when `log(sigma)` settles to 1e-13.
+    /// form (`j = 1` with the Jacobian; computed as
+    /// `2·RSS / ((T − j) + √((T − j)² + 16·RSS))`, which does not cancel),
+    /// floored at [`SIGMA_FLOOR`]² for a perfect fit (a constant series),
+    /// where the posterior has no maximum. Alternating the two never
+    /// increases the objective and stops when `log(sigma)` settles to 1e-13.
     pub(super) fn solve(
         &self,
         x0: &[f64],
@@ -173,7 +180,7 @@ impl Gram {
         l1_weight: f64,
         n: usize,
         jacobian: bool,
-    ) -> Option<(Vec<f64>, usize)> {
+    ) -> Option<(Vec<f64>, usize, bool)> {
         let dim = self.zy.len();
         let mut theta = Vec::with_capacity(dim);
         theta.extend_from_slice(&x0[..2 + s]);
@@ -188,7 +195,7 @@ impl Gram {
         let mut h = vec![0.0; dim * dim];
         let mut c = vec![0.0; dim];
         let mut outer = 0;
-        loop {
+        let settled = loop {
             outer += 1;
             let w = (-2.0 * u).exp();
             for a in 0..dim {
@@ -204,22 +211,23 @@ impl Gram {
                 z_theta[a] = dot(&self.zz[a * dim..(a + 1) * dim], &theta);
             }
             let rss = (self.yy - 2.0 * dot(&theta, &self.zy) + dot(&theta, &z_theta)).max(0.0);
-            let var = (-n_eff + (n_eff * n_eff + 16.0 * rss).sqrt()) / 8.0;
-            if !(var.is_finite() && var > 0.0) {
+            let var = 2.0 * rss / (n_eff + (n_eff * n_eff + 16.0 * rss).sqrt());
+            let var = var.max(SIGMA_FLOOR * SIGMA_FLOOR);
+            if !var.is_finite() {
                 return None;
             }
             let u_new = 0.5 * var.ln();
             let settled = (u_new - u).abs() < 1e-13;
             u = u_new;
             if settled || outer >= MAX_OUTER {
-                break;
+                break settled;
             }
-        }
+        };
         let mut x = Vec::with_capacity(x0.len());
         x.extend_from_slice(&theta[..2 + s]);
         x.push(u);
         x.extend_from_slice(&theta[2 + s..]);
-        Some((x, outer))
+        Some((x, outer, settled))
     }
 }
 
@@ -318,9 +326,13 @@ fn lasso(
             if active[j] {
                 continue;
             }
-            let g = dot(&h[j * dim..(j + 1) * dim], theta) - c[j];
+            let h_theta = dot(&h[j * dim..(j + 1) * dim], theta);
+            let g = h_theta - c[j];
             let excess = g.abs() - lambda;
-            if excess > 1e-12 * lambda.max(1.0) && worst.map_or(true, |(_, e)| excess > e) {
+            // Relative to the terms g is the difference of, so rounding
+            // cannot switch a coordinate on and off forever.
+            let tolerance = 1e-10 * (h_theta.abs() + c[j].abs() + lambda);
+            if excess > tolerance && worst.map_or(true, |(_, e)| excess > e) {
                 worst = Some((j, excess));
             }
         }

@@ -39,6 +39,11 @@ use super::gram::Gram;
 
 /// Prior scale of `k` and `m` in `prophet.stan`.
 pub(super) const KM_PRIOR_SD: f64 = 5.0;
+/// Smallest `sigma_obs` (scaled units) a fit returns. A perfectly fitted
+/// series (constant, say) has no posterior maximum: the density grows
+/// without bound as the noise shrinks. Stan returns whatever tiny value it
+/// stopped at; this floor makes the answer defined.
+pub const SIGMA_FLOOR: f64 = 1e-9;
 /// Prior scale of `sigma_obs` in `prophet.stan`.
 pub(super) const SIGMA_PRIOR_SD: f64 = 0.5;
 
@@ -127,6 +132,10 @@ impl<'a> Posterior<'a> {
         if data.t_change.windows(2).any(|w| w[1] < w[0]) {
             return Err(DataError("changepoint times are not sorted".into()));
         }
+        // prophet.stan builds its changepoint matrix assuming sorted times.
+        if data.t.windows(2).any(|w| w[1] < w[0]) {
+            return Err(DataError("times are not sorted".into()));
+        }
         let segment = data
             .t
             .iter()
@@ -209,7 +218,8 @@ impl<'a> Posterior<'a> {
     /// The exact optimum from `x0` when the mean is linear in the
     /// parameters (linear or flat trend, additive features): see
     /// `Gram::solve`. `None` for other models, or if the solve failed.
-    pub fn solve_exact(&self, x0: &[f64]) -> Option<(Vec<f64>, usize)> {
+    /// The flag says whether it settled (else polish iteratively).
+    pub fn solve_exact(&self, x0: &[f64]) -> Option<(Vec<f64>, usize, bool)> {
         self.gram.as_ref()?.solve(
             x0,
             self.n_changepoints(),
@@ -657,7 +667,17 @@ mod tests {
             let sigma = x[2 + s].exp();
             let beta = &x[3 + s..];
             let a = |i: usize, j: usize| f64::from(u8::from(data.t[i] >= data.t_change[j]));
-            let gamma = logistic_gamma(kr, m, delta, &data.t_change);
+            // gamma as prophet.stan's logistic_gamma computes it.
+            let mut k_s = vec![kr];
+            for d in delta {
+                k_s.push(k_s.last().unwrap() + d);
+            }
+            let mut gamma = vec![0.0; s];
+            let mut m_pr = m;
+            for i in 0..s {
+                gamma[i] = (data.t_change[i] - m_pr) * (1.0 - k_s[i] / k_s[i + 1]);
+                m_pr += gamma[i];
+            }
             let mut lp = -(kr * kr) / 50.0 - (m * m) / 50.0;
             lp -= delta.iter().map(|d| d.abs() / 0.05).sum::<f64>();
             lp -= sigma * sigma / (2.0 * 0.25);
@@ -746,7 +766,8 @@ mod tests {
             let mut post = Posterior::new(&data, jac).unwrap();
             let mut x0 = vec![0.0; post.dim()];
             x0[post.sigma_index()] = 0.0;
-            let (x, _) = post.solve_exact(&x0).expect("solvable");
+            let (x, _, settled) = post.solve_exact(&x0).expect("solvable");
+            assert!(settled);
             let mut g = vec![0.0; x.len()];
             post.smooth_value_and_gradient(&x, &mut g);
             let lambda = post.l1_weight();
