@@ -5,7 +5,7 @@
 // Index loops read like the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
-use super::posterior::{dot, sign, Posterior, KM_PRIOR_SD, SIGMA_FLOOR, SIGMA_PRIOR_SD};
+use super::posterior::{dot, sign, Posterior, KM_PRIOR_SD, SIGMA_FLOOR};
 use augurs_prophet::optimizer::TrendIndicator;
 
 /// `ZᵀZ`, `Zᵀy` and `yᵀy` for `Z = [t, 1, (t − c_j)₊, X_sa]`, the design
@@ -81,18 +81,10 @@ impl Gram {
         }
     }
 
-    /// The objective and gradient through the sufficient statistics.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn value_and_gradient(
-        &mut self,
-        x: &[f64],
-        grad: &mut [f64],
-        s: usize,
-        beta_precision: &[f64],
-        tau: Option<f64>,
-        jacobian: bool,
-        n: usize,
-    ) -> f64 {
+    /// The residual sum of squares at `x`, with its gradient over
+    /// `2σ²` (the data part of the gradient of `k, m, delta, beta`) written
+    /// into `grad`; `s` changepoints.
+    pub(super) fn data_gradient(&mut self, x: &[f64], grad: &mut [f64], s: usize) -> f64 {
         let dim = self.theta.len();
         // θ = x without log(sigma).
         self.theta[..2 + s].copy_from_slice(&x[..2 + s]);
@@ -100,52 +92,16 @@ impl Gram {
         for a in 0..dim {
             self.z_theta[a] = dot(&self.zz[a * dim..(a + 1) * dim], &self.theta);
         }
-        // RSS = yᵀy − 2θᵀZᵀy + θᵀZᵀZθ, ∇ = 2(ZᵀZθ − Zᵀy).
-        // Clamped: rounding must not make a perfect fit better than perfect.
+        // RSS = yᵀy − 2θᵀZᵀy + θᵀZᵀZθ, ∇ = 2(ZᵀZθ − Zᵀy). Clamped: rounding
+        // must not make a perfect fit better than perfect.
         let rss =
             (self.yy - 2.0 * dot(&self.theta, &self.zy) + dot(&self.theta, &self.z_theta)).max(0.0);
-        let u = x[2 + s];
-        let sigma = u.exp();
-        let inv_var = 1.0 / (sigma * sigma);
-        let (rate, offset) = (x[0], x[1]);
-        let delta = &x[2..2 + s];
-        let beta = &x[3 + s..];
-
-        let mut f = (rate * rate + offset * offset) / (2.0 * KM_PRIOR_SD * KM_PRIOR_SD);
-        if let Some(tau) = tau {
-            f += delta.iter().map(|d| d.abs()).sum::<f64>() / tau;
-        }
-        f += sigma * sigma / (2.0 * SIGMA_PRIOR_SD * SIGMA_PRIOR_SD);
-        f += beta
-            .iter()
-            .zip(beta_precision)
-            .map(|(b, p)| 0.5 * b * b * p)
-            .sum::<f64>();
-        f += n as f64 * u + 0.5 * rss * inv_var;
-        if jacobian {
-            f -= u;
-        }
-
-        let km = 1.0 / (KM_PRIOR_SD * KM_PRIOR_SD);
+        let inv_var = (-2.0 * x[2 + s]).exp();
         for a in 0..dim {
-            let data = (self.z_theta[a] - self.zy[a]) * inv_var;
             let at = if a < 2 + s { a } else { a + 1 };
-            grad[at] = data;
+            grad[at] = (self.z_theta[a] - self.zy[a]) * inv_var;
         }
-        grad[0] += rate * km;
-        grad[1] += offset * km;
-        if let Some(tau) = tau {
-            for (g, d) in grad[2..2 + s].iter_mut().zip(delta) {
-                *g += sign(*d) / tau;
-            }
-        }
-        for ((g, b), p) in grad[3 + s..].iter_mut().zip(beta).zip(beta_precision) {
-            *g += b * p;
-        }
-        grad[2 + s] = sigma * sigma / (SIGMA_PRIOR_SD * SIGMA_PRIOR_SD) + n as f64
-            - rss * inv_var
-            - if jacobian { 1.0 } else { 0.0 };
-        f
+        rss
     }
 }
 

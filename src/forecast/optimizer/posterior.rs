@@ -242,16 +242,13 @@ impl<'a> Posterior<'a> {
         let s = self.n_changepoints();
         let kk = self.s_a.len();
         let n = self.t.len();
-        let (rate, offset) = (x[0], x[1]);
-        let delta = &x[2..2 + s];
-        let u = x[2 + s];
-        let sigma = u.exp();
+        let sigma = x[2 + s].exp();
         let beta = &x[3 + s..];
 
-        if let Some(gram) = &mut self.gram {
-            let f =
-                gram.value_and_gradient(x, grad, s, &self.beta_precision, tau, self.jacobian, n);
-            return f;
+        if let Some(mut gram) = self.gram.take() {
+            let rss = gram.data_gradient(x, grad, s);
+            self.gram = Some(gram);
+            return self.finish(x, rss, tau, grad);
         }
 
         self.fill_trend(x);
@@ -279,22 +276,6 @@ impl<'a> Posterior<'a> {
             self.weight[i] = -r * inv_var;
         }
 
-        // Value.
-        let mut f = (rate * rate + offset * offset) / (2.0 * KM_PRIOR_SD * KM_PRIOR_SD);
-        if let Some(tau) = tau {
-            f += delta.iter().map(|d| d.abs()).sum::<f64>() / tau;
-        }
-        f += sigma * sigma / (2.0 * SIGMA_PRIOR_SD * SIGMA_PRIOR_SD);
-        f += beta
-            .iter()
-            .zip(&self.beta_precision)
-            .map(|(b, p)| 0.5 * b * b * p)
-            .sum::<f64>();
-        f += n as f64 * u + 0.5 * rss * inv_var;
-        if self.jacobian {
-            f -= u;
-        }
-
         // Gradient: beta (data part), then trend parameters.
         grad.iter_mut().for_each(|g| *g = 0.0);
         {
@@ -313,11 +294,10 @@ impl<'a> Posterior<'a> {
                     }
                 }
             }
-            for j in 0..kk {
-                if !self.any_multiplicative {
+            if !self.any_multiplicative {
+                for j in 0..kk {
                     g_beta[j] *= self.s_a[j];
                 }
-                g_beta[j] += beta[j] * self.beta_precision[j];
             }
         }
         // d objective / d trend, in place of the weights.
@@ -327,20 +307,43 @@ impl<'a> Posterior<'a> {
             }
         }
         self.trend_gradient(x, grad);
+        self.finish(x, rss, tau, grad)
+    }
 
-        // Priors on k, m, delta.
+    /// Completes an evaluation from the residual sum of squares, given the
+    /// data part of the gradient of `k, m, delta, beta` already in `grad`:
+    /// returns the objective (priors + likelihood) and adds the priors'
+    /// gradient; the `log(sigma)` entry is written whole. Shared by the
+    /// direct and the sufficient-statistics evaluation.
+    pub(super) fn finish(&self, x: &[f64], rss: f64, tau: Option<f64>, grad: &mut [f64]) -> f64 {
+        let s = self.n_changepoints();
+        let n = self.t.len() as f64;
+        let (rate, offset) = (x[0], x[1]);
+        let delta = &x[2..2 + s];
+        let u = x[2 + s];
+        let sigma = u.exp();
+        let inv_var = 1.0 / (sigma * sigma);
+        let beta = &x[3 + s..];
+        let jacobian = if self.jacobian { 1.0 } else { 0.0 };
+
         let km = 1.0 / (KM_PRIOR_SD * KM_PRIOR_SD);
+        let mut f = 0.5 * (rate * rate + offset * offset) * km;
         grad[0] += rate * km;
         grad[1] += offset * km;
         if let Some(tau) = tau {
+            f += delta.iter().map(|d| d.abs()).sum::<f64>() / tau;
             for (g, d) in grad[2..2 + s].iter_mut().zip(delta) {
                 *g += sign(*d) / tau;
             }
         }
-        // sigma: d/du of 2σ² + T·u + RSS/(2σ²) [- u].
-        grad[2 + s] = sigma * sigma / (SIGMA_PRIOR_SD * SIGMA_PRIOR_SD) + n as f64
-            - rss * inv_var
-            - if self.jacobian { 1.0 } else { 0.0 };
+        for ((g, b), p) in grad[3 + s..].iter_mut().zip(beta).zip(&self.beta_precision) {
+            f += 0.5 * b * b * p;
+            *g += b * p;
+        }
+        // sigma: 2σ² + T·u + RSS/(2σ²) [− u], and d/du of it.
+        let sigma_precision = 1.0 / (SIGMA_PRIOR_SD * SIGMA_PRIOR_SD);
+        f += 0.5 * sigma * sigma * sigma_precision + (n - jacobian) * u + 0.5 * rss * inv_var;
+        grad[2 + s] = sigma * sigma * sigma_precision + n - jacobian - rss * inv_var;
         f
     }
 
