@@ -328,8 +328,9 @@ pub struct ProphetSettings {
     pub interval_width: f64,
     /// Monte Carlo samples used to draw the band.
     pub uncertainty_samples: u32,
-    /// Which optimizer fits the model (model files written before this
-    /// setting existed were fitted by `wasmstan`, but refit with either).
+    /// Which optimizer fits the model. Model files written before this
+    /// setting existed (all fitted by `wasmstan`) read as `native`; it only
+    /// matters when such a model is refitted.
     #[serde(default)]
     pub optimizer: OptimizerKind,
 }

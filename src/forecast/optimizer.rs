@@ -83,10 +83,9 @@ impl NativeOptimizer {
     ) -> Result<(OptimizedParams, lbfgs::Minimum), optimizer::Error> {
         let mut posterior = Posterior::new(data, opts.jacobian.unwrap_or(false))
             .map_err(optimizer::Error::custom)?;
-        let x0 = pack(init, &posterior)?;
         // Exact where the model allows; OWL-QN otherwise, or to polish an
         // exact solve that did not settle.
-        let mut start = x0;
+        let mut start = pack(init, &posterior)?;
         let mut rounds = 0;
         if let Some((x, iterations, settled)) = posterior.solve_exact(&start) {
             let value = posterior.value(&x);
