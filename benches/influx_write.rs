@@ -12,7 +12,7 @@ use std::{
 };
 
 use cpu_anomaly::{
-    config::Secret,
+    secret::Secret,
     detect::Detector,
     sink::{
         influx::{Api, Outcome, Target, Writer},

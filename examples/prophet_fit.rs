@@ -15,7 +15,7 @@ use std::{io::Write, path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context};
 use cpu_anomaly::{
-    config::{ProphetSettings, Seasonality},
+    forecast::{ProphetSettings, Seasonality},
     dataset::{read_csv, ReadOptions, Unit},
     forecast::{optimizer::OptimizerKind, ProphetTrainer},
 };

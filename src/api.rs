@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 mod metrics;
 pub use self::metrics::render_metrics;
 
-use crate::{config::Secret, monitor::Report, sink::SinkStats};
+use crate::{secret::Secret, sink::SinkStats, status::Report};
 
 /// Points kept per series for `/api/series/{id}`.
 pub const POINTS_PER_SERIES: usize = 500;

@@ -8,7 +8,6 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -16,7 +15,11 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
-use crate::forecast::{optimizer::OptimizerKind, ModelFamily};
+use crate::secret::Secret;
+use crate::{
+    forecast::{optimizer::OptimizerKind, settings::Seasonality, ModelFamily, ProphetSettings, Trainer},
+    source::prometheus::PrometheusSettings,
+};
 
 /// The file read when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config.yaml";
@@ -63,80 +66,6 @@ pub enum ConfigError {
         /// What is allowed.
         expected: &'static str,
     },
-}
-
-/// A secret string (token, password) that never prints.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// Whether no secret was configured.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
-/// Whether to fit a seasonal component: `true`, `false`, or `auto` (Prophet's
-/// rule: daily with ≥ 2 days of sub-daily history, weekly with ≥ 2 weeks,
-/// yearly with ≥ 2 years).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Seasonality {
-    /// Decide from the history's length and spacing.
-    #[default]
-    Auto,
-    /// Always fit it.
-    On,
-    /// Never fit it.
-    Off,
-}
-
-impl serde::Serialize for Seasonality {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Seasonality::Auto => s.serialize_str("auto"),
-            Seasonality::On => s.serialize_bool(true),
-            Seasonality::Off => s.serialize_bool(false),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Seasonality {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bool(true) => Ok(Seasonality::On),
-            Raw::Bool(false) => Ok(Seasonality::Off),
-            Raw::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(Seasonality::Auto),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!(
-                "expected true, false or auto, got {t:?}"
-            ))),
-        }
-    }
 }
 
 /// `influxdb:` section as written in the file.
@@ -288,57 +217,6 @@ pub struct InfluxSettings {
     pub retry_interval: Duration,
     /// Bound of the on-disk spool, bytes.
     pub spool_max_bytes: u64,
-}
-
-/// Prometheus source settings.
-#[derive(Debug, Clone)]
-pub struct PrometheusSettings {
-    /// Base URL of the Prometheus HTTP API.
-    pub url: String,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// Retries per request.
-    pub retries: u32,
-    /// PromQL whose every returned series is monitored.
-    pub query: String,
-    /// History fetched with `query_range` to train a new series.
-    pub history: Duration,
-    /// Failed polls in a row before switching to the simulation source.
-    pub simulation_after_failures: u32,
-    /// Own history a series needs before its model is fitted.
-    pub min_history: Duration,
-    /// How long a vanished series is kept before it is dropped.
-    pub series_grace_period: Duration,
-}
-
-/// Prophet model settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ProphetSettings {
-    /// Fit a daily cycle.
-    pub daily_seasonality: Seasonality,
-    /// Fit a weekly cycle.
-    pub weekly_seasonality: Seasonality,
-    /// Fit a yearly cycle.
-    pub yearly_seasonality: Seasonality,
-    /// Flexibility of the trend (Laplace prior scale on changepoint deltas).
-    pub changepoint_prior_scale: f64,
-    /// Strength of the seasonal components' prior.
-    pub seasonality_prior_scale: f64,
-    /// Probability mass inside the prediction band, in (0, 1).
-    pub interval_width: f64,
-    /// Monte Carlo samples used to draw the band.
-    pub uncertainty_samples: u32,
-    /// Which optimizer fits the model. Model files written before this
-    /// setting existed (all fitted by `wasmstan`) read as `native`; it only
-    /// matters when such a model is refitted.
-    #[serde(default)]
-    pub optimizer: OptimizerKind,
-}
-
-impl Default for ProphetSettings {
-    fn default() -> Self {
-        RawConfig::default().prophet()
-    }
 }
 
 /// Validated settings for every mode.
@@ -510,6 +388,12 @@ fn set_path(root: &mut Value, key: &str, v: Value) {
 }
 
 impl Settings {
+    /// A model trainer for these settings (family, model options, robust
+    /// training, seed).
+    pub fn trainer(&self) -> Trainer {
+        Trainer::new(self.model, self.prophet.clone(), self.robust_training, self.seed)
+    }
+
     /// Loads settings. `config` is the `--config` value; when it is `None` the
     /// default path is used if it exists, otherwise embedded defaults (so the
     /// binary runs on a bare machine). `env` looks up environment variables.
@@ -856,6 +740,12 @@ mod tests {
             .to_string();
         assert!(e.contains("c.yaml: key `prophet_optimizer`"), "{e}");
         assert!(e.contains("native"), "{e}");
+    }
+
+    #[test]
+    fn forecast_section_defaults_agree_with_the_config_defaults() {
+        let d = load("", &[], CliOverrides::default()).unwrap();
+        assert_eq!(d.prophet, ProphetSettings::default());
     }
 
     #[test]

@@ -502,7 +502,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
             .unwrap_or_else(|| opts.dataset.display().to_string());
         vec![(opts.dataset.clone(), name)]
     };
-    let trainer = Trainer::from_settings(settings);
+    let trainer = settings.trainer();
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")

@@ -11,6 +11,7 @@ pub mod band;
 pub mod mstl;
 pub mod optimizer;
 pub mod prophet;
+pub mod settings;
 
 use std::{cell::OnceCell, path::Path};
 
@@ -18,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 pub use mstl::MstlModel;
 pub use prophet::{ProphetModel, ProphetTrainer};
+pub use settings::{ProphetSettings, Seasonality};
 
-use crate::{config::ProphetSettings, dataset::Unit};
+use crate::dataset::Unit;
 
 /// Fewest points a fit accepts.
 pub const MIN_FIT_POINTS: usize = 10;
@@ -225,11 +227,6 @@ impl Trainer {
             seed,
             prophet: OnceCell::new(),
         }
-    }
-
-    /// A trainer from validated settings.
-    pub fn from_settings(s: &crate::config::Settings) -> Self {
-        Self::new(s.model, s.prophet.clone(), s.robust_training, s.seed)
     }
 
     /// The family this trainer fits.

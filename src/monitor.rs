@@ -9,7 +9,6 @@
 //! poll still asks Prometheus first and switches back when it answers.
 
 pub mod models;
-mod report;
 
 use std::{
     collections::HashMap,
@@ -26,11 +25,9 @@ use std::{
 use serde::Serialize;
 use thiserror::Error;
 
-pub use self::report::{Report, SeriesReport};
-use self::{
-    models::{HistorySource, Horizon, ModelConfig, Reply, Request},
-    report::write_report,
-};
+use self::models::{HistorySource, Horizon, ModelConfig, Reply, Request};
+pub use crate::status::{Report, SeriesReport};
+use crate::status::write_report;
 use crate::{
     api,
     config::Settings,

@@ -484,7 +484,7 @@ mod tests {
                 url: format!("http://127.0.0.1:{port}"),
                 org: String::new(),
                 bucket: "db".into(),
-                token: crate::config::Secret::default(),
+                token: crate::secret::Secret::default(),
                 timeout: Duration::from_secs(1),
                 retries: 1,
                 backoff: Duration::from_millis(1),

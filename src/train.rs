@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use crate::{
     accuracy::{accuracy, Accuracy},
-    config::{ProphetSettings, Settings},
+    config::Settings,
     dataset::{self, format_ts, ReadOptions, Series, Unit},
     eda,
-    forecast::{ForecastError, Model, ModelFamily, Trainer, MIN_FIT_POINTS},
+    forecast::{ForecastError, Model, ModelFamily, ProphetSettings, MIN_FIT_POINTS},
     plots::{self, Panel, PlotError},
 };
 
@@ -213,7 +213,7 @@ pub fn train_series(
     }
     let pb = spinner("preparing the optimizer");
     let t = Instant::now();
-    let trainer = Trainer::from_settings(settings);
+    let trainer = settings.trainer();
     trainer.prepare()?;
     let setup = t.elapsed().as_secs_f64();
 

@@ -14,7 +14,8 @@ use axum::{body::Body, http::Request};
 use common::servers;
 use cpu_anomaly::{
     api::{self, ApiState, SeriesPoint, Snapshot},
-    config::{CliOverrides, Secret, Settings},
+    config::{CliOverrides, Settings},
+    secret::Secret,
     monitor::{Report, SeriesReport},
     sink::SinkStats,
 };

@@ -107,7 +107,7 @@ fn finds_injected_anomalies(family: ModelFamily) {
 #[test]
 fn labelled_protocol_hits_labelled_windows() {
     let s = settings();
-    let trainer = Trainer::from_settings(&s);
+    let trainer = s.trainer();
     // Daily pattern only: two days of learning cannot reveal a weekly one
     // (weekly seasonality needs two weeks of history), so weekends would be
     // honest false alarms here.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::servers::{self, influx_count, Server};
 use cpu_anomaly::{
-    config::Secret,
+    secret::Secret,
     detect::Detector,
     sink::{
         self,

@@ -5,7 +5,7 @@ mod common;
 
 use cpu_anomaly::{
     accuracy::accuracy,
-    config::ProphetSettings,
+    forecast::ProphetSettings,
     dataset::Unit,
     forecast::{ProphetModel, ProphetTrainer},
     simulate::Pattern,

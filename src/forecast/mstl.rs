@@ -18,10 +18,8 @@ use augurs::{
 use serde::{Deserialize, Serialize};
 
 use super::{Components, Forecast, ForecastError, History};
-use crate::{
-    config::{ProphetSettings, Seasonality},
-    dataset::{median_step, Unit},
-};
+use super::settings::{ProphetSettings, Seasonality};
+use crate::dataset::{median_step, Unit};
 
 /// Identifies an MSTL model file.
 pub const MODEL_FORMAT: &str = "cpu-anomaly/mstl";

@@ -23,10 +23,8 @@ use super::{
     optimizer::{NativeOptimizer, OptimizerKind},
     Components, Forecast, ForecastError, History,
 };
-use crate::{
-    config::{ProphetSettings, Seasonality},
-    dataset::Unit,
-};
+use super::settings::{ProphetSettings, Seasonality};
+use crate::dataset::Unit;
 
 /// Identifies a model file.
 pub const MODEL_FORMAT: &str = "cpu-anomaly/prophet";

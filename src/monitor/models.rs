@@ -165,7 +165,7 @@ pub fn spawn(cfg: ModelConfig) -> (mpsc::Sender<Request>, mpsc::Receiver<Reply>)
         .name("models".into())
         .spawn(move || {
             let mut w = ModelWorker {
-                trainer: Trainer::from_settings(&cfg.settings),
+                trainer: cfg.settings.trainer(),
                 client: Client::new(&cfg.settings.prometheus),
                 models: HashMap::new(),
                 dataset_model: None,

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Which write API to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

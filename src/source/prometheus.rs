@@ -7,7 +7,26 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::config::PrometheusSettings;
+/// Prometheus source settings.
+#[derive(Debug, Clone)]
+pub struct PrometheusSettings {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries per request.
+    pub retries: u32,
+    /// PromQL whose every returned series is monitored.
+    pub query: String,
+    /// History fetched with `query_range` to train a new series.
+    pub history: Duration,
+    /// Failed polls in a row before switching to the simulation source.
+    pub simulation_after_failures: u32,
+    /// Own history a series needs before its model is fitted.
+    pub min_history: Duration,
+    /// How long a vanished series is kept before it is dropped.
+    pub series_grace_period: Duration,
+}
 
 /// Errors talking to Prometheus.
 #[derive(Debug, Error)]

@@ -1,5 +1,6 @@
-//! What a monitor run did: the report rewritten to `system_report.json`
-//! after every poll and published to the HTTP API.
+//! What a monitor run did: the report written to `system_report.json` and
+//! published to the HTTP API. A leaf module: the monitor fills it, the API
+//! and the report file read it.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -70,7 +71,7 @@ pub struct SeriesReport {
 }
 
 /// Writes the report atomically (temporary file, then rename).
-pub(super) fn write_report(path: &Path, report: &Report) {
+pub fn write_report(path: &Path, report: &Report) {
     let tmp = path.with_extension("json.tmp");
     let res = serde_json::to_vec_pretty(report)
         .map_err(std::io::Error::other)
