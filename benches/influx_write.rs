@@ -12,8 +12,8 @@ use std::{
 };
 
 use cpu_anomaly::{
-    secret::Secret,
     detect::Detector,
+    secret::Secret,
     sink::{
         influx::{Api, Outcome, Target, Writer},
         schema::{self, Sample},

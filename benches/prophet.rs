@@ -8,7 +8,7 @@
 //! WASM Stan optimizer).
 
 use cpu_anomaly::{
-    forecast::ProphetSettings, dataset::Unit, forecast::ProphetTrainer, simulate::Pattern,
+    dataset::Unit, forecast::ProphetSettings, forecast::ProphetTrainer, simulate::Pattern,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::SeedableRng;

@@ -15,9 +15,9 @@ use std::{io::Write, path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context};
 use cpu_anomaly::{
-    forecast::{ProphetSettings, Seasonality},
     dataset::{read_csv, ReadOptions, Unit},
     forecast::{optimizer::OptimizerKind, ProphetTrainer},
+    forecast::{ProphetSettings, Seasonality},
 };
 
 fn main() -> anyhow::Result<()> {

@@ -17,7 +17,9 @@ use serde_yaml::{Mapping, Value};
 
 use crate::secret::Secret;
 use crate::{
-    forecast::{optimizer::OptimizerKind, settings::Seasonality, ModelFamily, ProphetSettings, Trainer},
+    forecast::{
+        optimizer::OptimizerKind, settings::Seasonality, ModelFamily, ProphetSettings, Trainer,
+    },
     source::prometheus::PrometheusSettings,
 };
 
@@ -391,7 +393,12 @@ impl Settings {
     /// A model trainer for these settings (family, model options, robust
     /// training, seed).
     pub fn trainer(&self) -> Trainer {
-        Trainer::new(self.model, self.prophet.clone(), self.robust_training, self.seed)
+        Trainer::new(
+            self.model,
+            self.prophet.clone(),
+            self.robust_training,
+            self.seed,
+        )
     }
 
     /// Loads settings. `config` is the `--config` value; when it is `None` the

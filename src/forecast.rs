@@ -31,6 +31,13 @@ pub const MIN_FIT_POINTS: usize = 10;
 pub const ROBUST_CUTOFF: f64 = 2.0;
 /// Robust training drops at most this share of the history (worst first).
 pub const ROBUST_MAX_DROP: f64 = 0.1;
+/// A longer history is fitted on an evenly strided subsample of this many
+/// points (first and last kept). A Prophet fit's cost and memory grow with
+/// the points (augurs keeps several copies of the history and the feature
+/// matrix: ~570 MB for 10⁶ points) while its parameters barely move past a
+/// few ten thousand points: the likelihood already swamps the priors, and a
+/// systematic subsample keeps the noise level (an average would not).
+pub const MAX_FIT_POINTS: usize = 100_000;
 
 /// Which model family forecasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -110,11 +117,19 @@ impl Model {
         }
     }
 
-    /// The history the model was fitted on (after robust dropping).
-    pub fn history(&self) -> &History {
+    /// Last training timestamp.
+    pub fn history_end(&self) -> i64 {
         match self {
-            Model::Prophet(m) => &m.stored().history,
-            Model::Mstl(m) => &m.stored().history,
+            Model::Prophet(m) => m.history_end(),
+            Model::Mstl(m) => m.stored().history.ds.last().copied().unwrap_or(0),
+        }
+    }
+
+    /// Points fitted (after robust dropping).
+    pub fn points(&self) -> usize {
+        match self {
+            Model::Prophet(m) => m.points(),
+            Model::Mstl(m) => m.stored().history.ds.len(),
         }
     }
 
@@ -139,9 +154,8 @@ impl Model {
             message: e.to_string(),
         };
         match format.as_str() {
-            prophet::MODEL_FORMAT => Ok(Model::Prophet(Box::new(ProphetModel::from_checked(
-                serde_json::from_value(value).map_err(bad)?,
-                path,
+            prophet::MODEL_FORMAT => Ok(Model::Prophet(Box::new(ProphetModel::from_value(
+                value, path,
             )?))),
             mstl::MODEL_FORMAT => Ok(Model::Mstl(Box::new(mstl::load(
                 serde_json::from_value(value).map_err(bad)?,
@@ -194,6 +208,22 @@ pub struct Fitted {
     pub model: Model,
     /// Points robust training left out of the final fit.
     pub dropped: usize,
+    /// Every `stride`-th point was fitted (1: all; see [`MAX_FIT_POINTS`]).
+    pub stride: usize,
+}
+
+/// Indices of an evenly strided subsample of `n` points of at most `max`
+/// points, first and last included, and the stride (1: all points).
+pub fn subsample(n: usize, max: usize) -> (Vec<usize>, usize) {
+    if n <= max || max < 2 {
+        return ((0..n).collect(), 1);
+    }
+    let stride = (n - 1).div_ceil(max - 1);
+    let mut idx: Vec<usize> = (0..n).step_by(stride).collect();
+    if idx.last() != Some(&(n - 1)) {
+        idx.push(n - 1);
+    }
+    (idx, stride)
 }
 
 /// Fits models of the configured family. Make one and reuse it: the Prophet
@@ -284,11 +314,29 @@ impl Trainer {
         values: &[f64],
         unit: Unit,
     ) -> Result<Fitted, ForecastError> {
+        let (idx, stride) = subsample(timestamps.len(), MAX_FIT_POINTS);
+        if stride > 1 {
+            let ts: Vec<i64> = idx.iter().map(|&i| timestamps[i]).collect();
+            let ys: Vec<f64> = idx.iter().map(|&i| values[i]).collect();
+            let mut fitted = self.fit_all(&ts, &ys, unit)?;
+            fitted.stride = stride;
+            return Ok(fitted);
+        }
+        self.fit_all(timestamps, values, unit)
+    }
+
+    fn fit_all(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        unit: Unit,
+    ) -> Result<Fitted, ForecastError> {
         let first = self.fit_once(timestamps, values, unit)?;
         if !self.robust {
             return Ok(Fitted {
                 model: first,
                 dropped: 0,
+                stride: 1,
             });
         }
         let f = first.predict(timestamps)?;
@@ -297,6 +345,7 @@ impl Trainer {
             return Ok(Fitted {
                 model: first,
                 dropped: 0,
+                stride: 1,
             });
         }
         let mut keep = vec![true; timestamps.len()];
@@ -316,6 +365,7 @@ impl Trainer {
             Ok(model) => Ok(Fitted {
                 model,
                 dropped: drop.len(),
+                stride: 1,
             }),
             Err(e) => {
                 tracing::warn!(
@@ -326,6 +376,7 @@ impl Trainer {
                 Ok(Fitted {
                     model: first,
                     dropped: 0,
+                    stride: 1,
                 })
             }
         }
@@ -442,6 +493,19 @@ pub enum ForecastError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_histories_are_subsampled_evenly_with_both_ends() {
+        assert_eq!(subsample(5, 10), (vec![0, 1, 2, 3, 4], 1));
+        let (idx, stride) = subsample(1_000_000, MAX_FIT_POINTS);
+        assert_eq!(stride, 11);
+        assert!(idx.len() <= MAX_FIT_POINTS);
+        assert_eq!(idx[0], 0);
+        assert_eq!(*idx.last().unwrap(), 999_999);
+        assert!(idx.windows(2).all(|w| w[1] - w[0] <= stride));
+        let (idx, _) = subsample(21, 5);
+        assert_eq!(idx, vec![0, 5, 10, 15, 20]);
+    }
 
     #[test]
     fn outliers_are_worst_first_and_capped() {

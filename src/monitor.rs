@@ -26,8 +26,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 use self::models::{HistorySource, Horizon, ModelConfig, Reply, Request};
-pub use crate::status::{Report, SeriesReport};
 use crate::status::write_report;
+pub use crate::status::{Report, SeriesReport};
 use crate::{
     api,
     config::Settings,

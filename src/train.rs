@@ -99,6 +99,11 @@ pub struct Metadata {
     pub robust_training: bool,
     /// Points robust training left out of the final fit.
     pub robust_dropped: usize,
+    /// The final fit used every `fit_stride`-th row (1: all; histories longer
+    /// than 100,000 rows are fitted on an even subsample).
+    pub fit_stride: usize,
+    /// Rows the final fit used.
+    pub fitted_rows: usize,
     /// Training dataset.
     pub dataset: String,
     /// Unit of data and forecasts.
@@ -246,6 +251,8 @@ pub fn train_series(
         model: model.family().to_string(),
         robust_training: settings.robust_training,
         robust_dropped: fitted.dropped,
+        fit_stride: fitted.stride,
+        fitted_rows: model.points(),
         dataset: series.name.clone(),
         unit: series.unit,
         rows: n,
@@ -412,12 +419,21 @@ fn print_report(m: &Metadata, files: &[PathBuf]) {
     } else {
         String::new()
     };
+    let fitted_on = if m.fit_stride > 1 {
+        format!(
+            "{} points (every {}th of {})",
+            m.fitted_rows,
+            m.fit_stride,
+            m.rows
+        )
+    } else {
+        format!("{} points", m.rows)
+    };
     println!(
-        "Fit time{optimizer}: {:.3} s setup, {:.3} s holdout fit, {:.3} s final fit on {} points",
+        "Fit time{optimizer}: {:.3} s setup, {:.3} s holdout fit, {:.3} s final fit on {fitted_on}",
         m.training_seconds.optimizer_setup,
         m.training_seconds.holdout_fit,
         m.training_seconds.final_fit,
-        m.rows
     );
     println!("Wrote:");
     for f in files {

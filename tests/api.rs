@@ -15,8 +15,8 @@ use common::servers;
 use cpu_anomaly::{
     api::{self, ApiState, SeriesPoint, Snapshot},
     config::{CliOverrides, Settings},
-    secret::Secret,
     monitor::{Report, SeriesReport},
+    secret::Secret,
     sink::SinkStats,
 };
 use tower::ServiceExt;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::servers::{self, influx_count, Server};
 use cpu_anomaly::{
-    secret::Secret,
     detect::Detector,
+    secret::Secret,
     sink::{
         self,
         influx::{Api, Target},

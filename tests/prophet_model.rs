@@ -5,8 +5,8 @@ mod common;
 
 use cpu_anomaly::{
     accuracy::accuracy,
-    forecast::ProphetSettings,
     dataset::Unit,
+    forecast::ProphetSettings,
     forecast::{ProphetModel, ProphetTrainer},
     simulate::Pattern,
 };
@@ -67,24 +67,8 @@ fn saved_model_reloads_to_identical_forecast() {
     model.save(&path).unwrap();
     let loaded = ProphetModel::load(&path).unwrap();
     let after = loaded.predict(&both).unwrap();
-    // Identical up to floating-point summation order: augurs may order the
-    // seasonal feature columns differently in the rebuilt model.
-    assert_eq!(before.timestamps, after.timestamps);
-    for (name, a, b) in [
-        ("yhat", &before.yhat, &after.yhat),
-        ("lower", &before.lower, &after.lower),
-        ("upper", &before.upper, &after.upper),
-    ] {
-        let worst = a
-            .iter()
-            .zip(b.iter())
-            .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
-            .fold(0.0, f64::max);
-        assert!(
-            worst < 1e-9,
-            "{name} differs after reload by {worst:e} (relative)"
-        );
-    }
+    // The file holds the parameters: the reloaded model is the same model.
+    assert_eq!(before, after);
     assert_eq!(loaded.unit(), Unit::Percent);
     assert_eq!(loaded.stored(), model.stored());
     // The band widens into the future and contains yhat.
@@ -99,4 +83,39 @@ fn loading_a_non_model_is_a_clear_error() {
     std::fs::write(&path, "{\"hello\": 1}").unwrap();
     let err = ProphetModel::load(&path).unwrap_err().to_string();
     assert!(err.contains("not a cpu-anomaly model"), "{err}");
+}
+
+#[test]
+fn a_version_1_model_file_loads_to_the_same_forecast_as_a_fresh_fit() {
+    // tests/data/model_v1.json was written by the version that stored the
+    // history (commit 38f1342, `--mode train` on model_v1_history.csv).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let old = ProphetModel::load(&dir.join("model_v1.json")).unwrap();
+    let series =
+        cpu_anomaly::dataset::read_csv(&dir.join("model_v1_history.csv"), &Default::default())
+            .unwrap();
+    let fresh = ProphetTrainer::new()
+        .fit(
+            &series.timestamps,
+            &series.values,
+            &ProphetSettings::default(),
+            series.unit,
+            42,
+        )
+        .unwrap();
+    assert_eq!(old.unit(), Unit::Percent);
+    assert_eq!(old.points(), 300);
+    let end = old.history_end();
+    assert_eq!(end, *series.timestamps.last().unwrap());
+    let at: Vec<i64> = (-50..100).map(|i| end + i * 600).collect();
+    let (a, b) = (old.predict(&at).unwrap(), fresh.predict(&at).unwrap());
+    for i in 0..at.len() {
+        for (x, y) in [
+            (a.yhat[i], b.yhat[i]),
+            (a.lower[i], b.lower[i]),
+            (a.upper[i], b.upper[i]),
+        ] {
+            assert!((x - y).abs() < 1e-9, "{i}: {x} vs {y}");
+        }
+    }
 }

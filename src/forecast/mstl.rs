@@ -17,8 +17,8 @@ use augurs::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Components, Forecast, ForecastError, History};
 use super::settings::{ProphetSettings, Seasonality};
+use super::{Components, Forecast, ForecastError, History};
 use crate::dataset::{median_step, Unit};
 
 /// Identifies an MSTL model file.

@@ -4,32 +4,32 @@
 //! to the identical forecast.
 //!
 //! augurs does not expose a fitted model's parameters, so fitting goes through
-//! a capturing optimizer that keeps a copy of what the optimizer returned. A
-//! saved model is the training history plus those parameters; loading replays
-//! preprocessing with an optimizer that returns the stored parameters, which
-//! rebuilds exactly the same model without optimizing again.
+//! a capturing optimizer that reads them off what the optimizer returned
+//! ([`params::ProphetParams`]); the augurs model, which holds several copies
+//! of the history, is dropped right after the fit. A fitted model is those
+//! parameters (a few hundred bytes): it forecasts, draws its band and is
+//! saved without its history.
 
 use std::{cell::RefCell, path::Path, rc::Rc};
 
 use augurs_prophet::{
     optimizer::{InitialParams, OptimizeOpts, OptimizedParams},
-    IntervalWidth, PositiveFloat, PredictionData, Prophet, ProphetOptions, SeasonalityOption,
-    TrainingData,
+    IntervalWidth, PositiveFloat, Prophet, ProphetOptions, SeasonalityOption, TrainingData,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    band::{sample_band, BandModel},
-    optimizer::{NativeOptimizer, OptimizerKind},
-    Components, Forecast, ForecastError, History,
-};
 use super::settings::{ProphetSettings, Seasonality};
+use super::{
+    band::{BandModel, BandOffsets},
+    optimizer::{NativeOptimizer, OptimizerKind},
+    Components, Forecast, ForecastError,
+};
 use crate::dataset::Unit;
 
 /// Identifies a model file.
 pub const MODEL_FORMAT: &str = "cpu-anomaly/prophet";
-/// Current model file version.
-pub const MODEL_VERSION: u32 = 1;
+/// Current model file version (2: parameters only; 1 also held the history).
+pub const MODEL_VERSION: u32 = 2;
 pub use super::MIN_FIT_POINTS;
 
 /// Fits Prophet models with the optimizer the settings name. The WASM
@@ -123,9 +123,13 @@ impl ProphetTrainer {
     }
 }
 
+pub mod params;
+mod v1;
 /// Readable errors from the WASM optimizer.
 #[cfg(feature = "wasmstan")]
 mod wasm;
+
+pub use params::ProphetParams;
 
 fn fit_with<O: augurs_prophet::Optimizer>(
     optimizer: O,
@@ -141,34 +145,58 @@ fn fit_with<O: augurs_prophet::Optimizer>(
             got: timestamps.len(),
         });
     }
-    let captured = Rc::new(RefCell::new(None));
-    let optimizer = Capturing {
-        inner: optimizer,
-        captured: captured.clone(),
-    };
-    let mut prophet = Prophet::new(prophet_options(settings)?, optimizer);
-    let data = TrainingData::new(timestamps.to_vec(), values.to_vec())?;
-    prophet.fit(data, OptimizeOpts::default())?;
-    let (params, t_change, beta_columns) = captured.borrow_mut().take().ok_or_else(|| {
-        ForecastError::Prophet(augurs_prophet::Error::OptimizationFailed(
-            "optimizer returned no parameters".into(),
-        ))
-    })?;
-    let stored = StoredModel {
+    let params = fit_params(optimizer, timestamps, values, settings)?;
+    Ok(ProphetModel::from_stored(StoredModel {
         format: MODEL_FORMAT.into(),
         version: MODEL_VERSION,
         settings: settings.clone(),
         unit,
         seed,
-        history: History {
-            ds: timestamps.to_vec(),
-            y: values.to_vec(),
-        },
-        params: StoredParams::from(&params),
-        t_change,
-        beta_columns,
+        points: timestamps.len(),
+        params,
+    }))
+}
+
+/// Fits augurs' Prophet with `optimizer` and reads the parameters off the
+/// fit; the `Prophet` value (and its copies of the history) is dropped here.
+fn fit_params<O: augurs_prophet::Optimizer>(
+    optimizer: O,
+    timestamps: &[i64],
+    values: &[f64],
+    settings: &ProphetSettings,
+) -> Result<ProphetParams, ForecastError> {
+    let (ds, y) = sorted(timestamps, values);
+    let y_scale = y.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let captured = Rc::new(RefCell::new(None));
+    let optimizer = Capturing {
+        inner: optimizer,
+        ds: Rc::new(ds.clone()),
+        y_scale,
+        captured: captured.clone(),
     };
-    ProphetModel::from_stored(stored)
+    let mut prophet = Prophet::new(prophet_options(settings)?, optimizer);
+    prophet.fit(TrainingData::new(ds, y)?, OptimizeOpts::default())?;
+    drop(prophet);
+    let taken = captured.borrow_mut().take();
+    taken.unwrap_or_else(|| {
+        Err(ForecastError::Prophet(
+            augurs_prophet::Error::OptimizationFailed("optimizer returned no parameters".into()),
+        ))
+    })
+}
+
+/// `timestamps`/`values` in time order (copies; sorted only if needed).
+fn sorted(timestamps: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
+    if timestamps.windows(2).all(|w| w[0] <= w[1]) {
+        return (timestamps.to_vec(), values.to_vec());
+    }
+    let mut pairs: Vec<(i64, f64)> = timestamps
+        .iter()
+        .copied()
+        .zip(values.iter().copied())
+        .collect();
+    pairs.sort_by_key(|p| p.0);
+    pairs.into_iter().unzip()
 }
 
 fn seasonality(s: Seasonality) -> SeasonalityOption {
@@ -198,34 +226,16 @@ fn prophet_options(s: &ProphetSettings) -> Result<ProphetOptions, ForecastError>
     })
 }
 
-/// Rows sampled from each feature column to identify it.
-const SIGNATURE_ROWS: usize = 16;
+type Captured = Result<ProphetParams, ForecastError>;
 
-/// Identifies each feature column of `X` by its values at a few spread-out
-/// rows. augurs keeps seasonalities in a `HashMap`, so two `Prophet` instances
-/// may order the columns differently; betas are matched to columns by these
-/// signatures, not by position.
-fn column_signatures(data: &augurs_prophet::optimizer::Data) -> Vec<Vec<f64>> {
-    let k = data.K.max(0) as usize;
-    let n = data.y.len();
-    if k == 0 || n == 0 || data.X.len() < n * k {
-        return Vec::new();
-    }
-    let rows: Vec<usize> = (0..SIGNATURE_ROWS.min(n))
-        .map(|r| r * (n - 1) / (SIGNATURE_ROWS.min(n) - 1).max(1))
-        .collect();
-    (0..k)
-        .map(|j| rows.iter().map(|&i| data.X[i * k + j]).collect())
-        .collect()
-}
-
-type Captured = (OptimizedParams, Vec<f64>, Vec<Vec<f64>>);
-
-/// Wraps the real optimizer and keeps a copy of its answer, the changepoint
-/// times and the feature-column signatures it was given.
+/// Wraps the real optimizer and reads the fitted parameters off its answer
+/// (the feature columns are identified while the optimizer's data is at
+/// hand, so nothing of the size of the history is copied).
 #[derive(Debug)]
 struct Capturing<O> {
     inner: O,
+    ds: Rc<Vec<i64>>,
+    y_scale: f64,
     captured: Rc<RefCell<Option<Captured>>>,
 }
 
@@ -237,91 +247,16 @@ impl<O: augurs_prophet::Optimizer> augurs_prophet::Optimizer for Capturing<O> {
         opts: &OptimizeOpts,
     ) -> Result<OptimizedParams, augurs_prophet::optimizer::Error> {
         let params = self.inner.optimize(init, data, opts)?;
-        *self.captured.borrow_mut() = Some((
-            params.clone(),
-            data.t_change.clone(),
-            column_signatures(data),
-        ));
+        *self.captured.borrow_mut() = Some(
+            ProphetParams::from_fit(&self.ds, self.y_scale, data, &params)
+                .map_err(|e| ForecastError::Model(e.to_string())),
+        );
         Ok(params)
     }
 }
 
-/// An "optimizer" that returns stored parameters: rebuilds a fitted model.
-/// Betas are re-ordered to this instance's feature columns by signature.
-#[derive(Debug, Clone)]
-struct Fixed {
-    params: OptimizedParams,
-    signatures: Vec<Vec<f64>>,
-}
-
-impl augurs_prophet::Optimizer for Fixed {
-    fn optimize(
-        &self,
-        _init: &InitialParams,
-        data: &augurs_prophet::optimizer::Data,
-        _opts: &OptimizeOpts,
-    ) -> Result<OptimizedParams, augurs_prophet::optimizer::Error> {
-        let mut params = self.params.clone();
-        let now = column_signatures(data);
-        if now.len() != self.signatures.len() || now.len() != params.beta.len() {
-            return Err(augurs_prophet::optimizer::Error::string(format!(
-                "model has {} seasonal coefficients but the rebuilt model has {} features",
-                params.beta.len(),
-                now.len()
-            )));
-        }
-        let close = |a: &[f64], b: &[f64]| {
-            a.iter()
-                .zip(b)
-                .all(|(x, y)| (x - y).abs() <= 1e-9 * (1.0 + x.abs()))
-        };
-        for (j, sig) in now.iter().enumerate() {
-            let old = self
-                .signatures
-                .iter()
-                .position(|s| close(s, sig))
-                .ok_or_else(|| {
-                    augurs_prophet::optimizer::Error::static_str(
-                        "stored coefficients do not match the model's features",
-                    )
-                })?;
-            params.beta[j] = self.params.beta[old];
-        }
-        Ok(params)
-    }
-}
-
-/// Fitted parameters as stored in the model file (Prophet's scaled units).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredParams {
-    /// Base growth rate.
-    pub k: f64,
-    /// Offset.
-    pub m: f64,
-    /// Observation noise.
-    pub sigma_obs: f64,
-    /// Changepoint rate adjustments.
-    pub delta: Vec<f64>,
-    /// Seasonal/regressor coefficients.
-    pub beta: Vec<f64>,
-    /// Trend over the history.
-    pub trend: Vec<f64>,
-}
-
-impl From<&OptimizedParams> for StoredParams {
-    fn from(p: &OptimizedParams) -> Self {
-        StoredParams {
-            k: p.k,
-            m: p.m,
-            sigma_obs: *p.sigma_obs,
-            delta: p.delta.clone(),
-            beta: p.beta.clone(),
-            trend: p.trend.clone(),
-        }
-    }
-}
-
-/// The model file (JSON). See README "Model file".
+/// The model file (JSON, version 2): settings and fitted parameters, not the
+/// history. See README "Model file".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredModel {
@@ -331,89 +266,45 @@ pub struct StoredModel {
     pub version: u32,
     /// Options the model was fitted with.
     pub settings: ProphetSettings,
-    /// Unit of `history.y` and of every forecast.
+    /// Unit of the training values and of every forecast.
     pub unit: Unit,
     /// Seed of the band sampler.
     pub seed: u64,
-    /// Training data.
-    pub history: History,
+    /// Training points.
+    pub points: usize,
     /// Fitted parameters.
-    pub params: StoredParams,
-    /// Changepoint times (scaled).
-    pub t_change: Vec<f64>,
-    /// Signature of the feature column each `params.beta` entry belongs to.
-    pub beta_columns: Vec<Vec<f64>>,
+    pub params: ProphetParams,
 }
 
-/// A fitted Prophet model, ready to forecast.
+/// A fitted Prophet model, ready to forecast: its parameters only.
+#[derive(Debug, Clone)]
 pub struct ProphetModel {
     stored: StoredModel,
-    prophet: Prophet<Fixed>,
-    t_start: i64,
-    t_scale: f64,
     band: BandModel,
 }
 
-impl std::fmt::Debug for ProphetModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProphetModel")
-            .field("points", &self.stored.history.ds.len())
-            .field("unit", &self.stored.unit)
-            .finish()
-    }
-}
-
 impl ProphetModel {
-    fn from_stored(stored: StoredModel) -> Result<Self, ForecastError> {
+    fn from_stored(stored: StoredModel) -> Self {
         let p = &stored.params;
-        let params = OptimizedParams {
-            k: p.k,
-            m: p.m,
-            sigma_obs: PositiveFloat::try_new(p.sigma_obs.max(1e-12)).map_err(|e| {
-                ForecastError::Prophet(augurs_prophet::Error::OptimizationFailed(e.to_string()))
-            })?,
-            delta: p.delta.clone(),
-            beta: p.beta.clone(),
-            trend: p.trend.clone(),
-        };
-        let fixed = Fixed {
-            params,
-            signatures: stored.beta_columns.clone(),
-        };
-        let mut prophet = Prophet::new(prophet_options(&stored.settings)?, fixed);
-        let data = TrainingData::new(stored.history.ds.clone(), stored.history.y.clone())?;
-        prophet.fit(data, OptimizeOpts::default())?;
-        let ds = &stored.history.ds;
-        let t_start = *ds.iter().min().unwrap_or(&0);
-        let t_end = *ds.iter().max().unwrap_or(&0);
-        // AbsMax scaling (augurs' default): y is divided by max |y|, 1 if all zero.
-        let y_scale = stored.history.y.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-        let y_scale = if y_scale == 0.0 { 1.0 } else { y_scale };
-        let mean_abs_delta = if p.delta.is_empty() {
-            0.0
-        } else {
-            p.delta.iter().map(|d| d.abs()).sum::<f64>() / p.delta.len() as f64
-        };
         let band = BandModel {
             sigma_obs: p.sigma_obs,
-            n_changepoints: stored.t_change.len(),
-            mean_abs_delta,
-            y_scale,
+            n_changepoints: p.t_change.len(),
+            mean_abs_delta: p.mean_abs_delta(),
+            y_scale: p.y_scale,
             interval_width: stored.settings.interval_width,
             samples: stored.settings.uncertainty_samples,
         };
-        Ok(ProphetModel {
-            t_start,
-            t_scale: ((t_end - t_start) as f64).max(1.0),
-            band,
-            prophet,
-            stored,
-        })
+        ProphetModel { stored, band }
     }
 
-    /// The stored form (parameters, history, settings).
+    /// The stored form (settings, parameters).
     pub fn stored(&self) -> &StoredModel {
         &self.stored
+    }
+
+    /// The fitted parameters.
+    pub fn params(&self) -> &ProphetParams {
+        &self.stored.params
     }
 
     /// Unit of the training data and forecasts.
@@ -423,45 +314,62 @@ impl ProphetModel {
 
     /// Last training timestamp.
     pub fn history_end(&self) -> i64 {
-        self.stored.history.ds.last().copied().unwrap_or(0)
+        self.stored.params.history_end()
     }
 
-    /// Forecast with band for `timestamps` (any order, inside or beyond the history).
+    /// Training points.
+    pub fn points(&self) -> usize {
+        self.stored.points
+    }
+
+    /// Approximate memory held, bytes.
+    pub fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.stored.params.size_bytes()
+    }
+
+    /// Forecast with band for `timestamps` (any order, inside or beyond the
+    /// history).
     pub fn predict(&self, timestamps: &[i64]) -> Result<Forecast, ForecastError> {
-        if timestamps.is_empty() {
-            return Ok(Forecast::default());
-        }
-        let preds = self
-            .prophet
-            .predict(PredictionData::new(timestamps.to_vec()))?;
-        let yhat = preds.yhat.point;
-        let t: Vec<f64> = timestamps
+        let p = &self.stored.params;
+        let t_max = timestamps
             .iter()
-            .map(|&ts| (ts - self.t_start) as f64 / self.t_scale)
-            .collect();
-        let (lower, upper) = sample_band(&self.band, &t, &yhat, self.stored.seed);
-        Ok(Forecast {
+            .map(|&ts| p.scaled_time(ts))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let offsets = BandOffsets::new(&self.band, t_max, self.stored.seed);
+        let mut out = Forecast {
             timestamps: timestamps.to_vec(),
-            yhat,
-            lower,
-            upper,
-        })
+            yhat: Vec::with_capacity(timestamps.len()),
+            lower: Vec::with_capacity(timestamps.len()),
+            upper: Vec::with_capacity(timestamps.len()),
+        };
+        for &ts in timestamps {
+            let y = p.yhat(ts);
+            let (lo, up) = offsets.at(p.scaled_time(ts));
+            out.yhat.push(y);
+            out.lower.push(y + lo);
+            out.upper.push(y + up);
+        }
+        Ok(out)
     }
 
     /// Trend and seasonal components at `timestamps`.
     pub fn components(&self, timestamps: &[i64]) -> Result<Components, ForecastError> {
-        let preds = self
-            .prophet
-            .predict(PredictionData::new(timestamps.to_vec()))?;
-        let mut seasonal: Vec<(String, Vec<f64>)> = preds
+        let p = &self.stored.params;
+        let seasonal = p
             .seasonalities
-            .into_iter()
-            .map(|(name, p)| (name, p.point))
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let vals = timestamps
+                    .iter()
+                    .map(|&ts| p.seasonal(ts).nth(i).map_or(0.0, |(_, v)| v))
+                    .collect();
+                (s.name.clone(), vals)
+            })
             .collect();
-        seasonal.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Components {
             timestamps: timestamps.to_vec(),
-            trend: preds.trend.point,
+            trend: timestamps.iter().map(|&ts| p.trend(ts)).collect(),
             seasonal,
         })
     }
@@ -471,28 +379,144 @@ impl ProphetModel {
         super::write_model_file(path, &self.stored)
     }
 
-    /// Reads a Prophet model file written by [`ProphetModel::save`].
+    /// Reads a Prophet model file written by [`ProphetModel::save`] (or a
+    /// version 1 file, which held the history: its parameters are read off
+    /// a replay of that fit).
     pub fn load(path: &Path) -> Result<Self, ForecastError> {
-        let value = super::read_model_file(path)?;
-        let stored: StoredModel =
-            serde_json::from_value(value).map_err(|e| ForecastError::Format {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        Self::from_checked(stored, path)
+        Self::from_value(super::read_model_file(path)?, path)
     }
 
     /// Rebuilds a model from its parsed file, checking format and version.
-    pub(super) fn from_checked(stored: StoredModel, path: &Path) -> Result<Self, ForecastError> {
-        if stored.format != MODEL_FORMAT || stored.version != MODEL_VERSION {
-            return Err(ForecastError::Format {
-                path: path.to_path_buf(),
-                message: format!(
-                    "format {:?} version {}, expected {MODEL_FORMAT:?} version {MODEL_VERSION}",
-                    stored.format, stored.version
-                ),
-            });
+    pub(super) fn from_value(value: serde_json::Value, path: &Path) -> Result<Self, ForecastError> {
+        let bad = |message: String| ForecastError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        let format = value
+            .get("format")
+            .and_then(|f| f.as_str())
+            .unwrap_or_default();
+        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        if format != MODEL_FORMAT {
+            return Err(bad(format!("format {format:?}, expected {MODEL_FORMAT:?}")));
         }
-        Self::from_stored(stored)
+        match version {
+            2 => Ok(Self::from_stored(
+                serde_json::from_value(value).map_err(|e| bad(e.to_string()))?,
+            )),
+            1 => {
+                let v1: v1::StoredModelV1 =
+                    serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+                let points = v1.history.ds.len();
+                let (settings, unit, seed) = (v1.settings.clone(), v1.unit, v1.seed);
+                let params = fit_params(
+                    v1::Fixed::from(&v1),
+                    &v1.history.ds,
+                    &v1.history.y,
+                    &settings,
+                )?;
+                Ok(Self::from_stored(StoredModel {
+                    format: MODEL_FORMAT.into(),
+                    version: MODEL_VERSION,
+                    settings,
+                    unit,
+                    seed,
+                    points,
+                    params,
+                }))
+            }
+            other => Err(bad(format!(
+                "version {other}, this build reads versions 1 and {MODEL_VERSION}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use augurs_prophet::PredictionData;
+
+    use super::*;
+    use crate::simulate::Pattern;
+
+    /// Fits with augurs, keeps its model, and returns it with the parameters
+    /// read off the fit.
+    fn fit_both(
+        ts: &[i64],
+        ys: &[f64],
+        settings: &ProphetSettings,
+    ) -> (Prophet<Capturing<NativeOptimizer>>, ProphetParams) {
+        let captured = Rc::new(RefCell::new(None));
+        let optimizer = Capturing {
+            inner: NativeOptimizer,
+            ds: Rc::new(ts.to_vec()),
+            y_scale: ys.iter().fold(0.0f64, |a, v| a.max(v.abs())),
+            captured: captured.clone(),
+        };
+        let mut prophet = Prophet::new(prophet_options(settings).unwrap(), optimizer);
+        prophet
+            .fit(
+                TrainingData::new(ts.to_vec(), ys.to_vec()).unwrap(),
+                OptimizeOpts::default(),
+            )
+            .unwrap();
+        let params = captured.borrow_mut().take().unwrap().unwrap();
+        (prophet, params)
+    }
+
+    #[test]
+    fn parameters_forecast_exactly_what_augurs_forecasts() {
+        use rand::SeedableRng;
+        let cases: [(i64, i64, Seasonality, &[&str]); 4] = [
+            (3, 600, Seasonality::Auto, &["daily"]),
+            (20, 1800, Seasonality::Auto, &["daily", "weekly"]),
+            (1, 300, Seasonality::On, &["weekly"]),
+            // No seasonality at all: augurs fits one all-zero feature column.
+            (1, 600, Seasonality::Auto, &[]),
+        ];
+        for (days, step, weekly, expected) in cases {
+            let p = Pattern {
+                step,
+                len: (days * 86_400 / step) as usize,
+                ..Pattern::default()
+            };
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(days as u64);
+            let (ts, ys) = (p.timestamps(), p.values(&mut rng));
+            let settings = ProphetSettings {
+                weekly_seasonality: weekly,
+                ..ProphetSettings::default()
+            };
+            let (prophet, params) = fit_both(&ts, &ys, &settings);
+            let last = *ts.last().unwrap();
+            let mut at: Vec<i64> = ts.iter().step_by(7).copied().collect();
+            at.extend((1..=500).map(|i| last + i * 937));
+            let theirs = prophet.predict(PredictionData::new(at.clone())).unwrap();
+            for (i, &t) in at.iter().enumerate() {
+                // Within 1e-9 of the data's scale (floating-point summation
+                // order differs).
+                let tol = 1e-9 * params.y_scale;
+                let ours = params.yhat(t);
+                let want = theirs.yhat.point[i];
+                assert!(
+                    (ours - want).abs() <= tol,
+                    "{days} days: at {t}: {ours} vs augurs {want}"
+                );
+                let trend = theirs.trend.point[i];
+                assert!((params.trend(t) - trend).abs() <= tol);
+            }
+            let names: Vec<&str> = params
+                .seasonalities
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            assert_eq!(names, expected);
+        }
+    }
+
+    #[test]
+    fn unsorted_input_is_fitted_in_time_order() {
+        let (ts, ys) = sorted(&[3, 1, 2], &[30.0, 10.0, 20.0]);
+        assert_eq!(ts, vec![1, 2, 3]);
+        assert_eq!(ys, vec![10.0, 20.0, 30.0]);
     }
 }

@@ -319,15 +319,14 @@ impl ModelWorker {
                 return None;
             }
         };
-        let h = model.history();
-        let last = *h.ds.last()?;
+        let last = model.history_end();
         let age = chrono::Utc::now().timestamp() - last;
         if age > self.cfg.settings.retrain_interval.as_secs() as i64
             || model.family() != self.trainer.family()
         {
             return None;
         }
-        let n = h.ds.len();
+        let n = model.points();
         self.models.insert(id.to_string(), model);
         Some((format!("saved model {}", path.display()), n))
     }
