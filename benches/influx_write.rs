@@ -95,6 +95,7 @@ fn main() {
                 detection: Some(&d),
                 alert: false,
                 threshold: 2.0,
+                short_history: false,
             }) {
                 let mut s = String::new();
                 p.encode(&mut s);

@@ -26,8 +26,13 @@ pub use self::metrics::render_metrics;
 
 use crate::{secret::Secret, sink::SinkStats, status::Report};
 
-/// Points kept per series for `/api/series/{id}`.
+/// Points kept per series for `/api/series/{id}` in a small fleet.
 pub const POINTS_PER_SERIES: usize = 500;
+/// Points kept per series however large the fleet.
+pub const MIN_POINTS_PER_SERIES: usize = 60;
+/// Points kept over all series: a large fleet keeps fewer per series (32
+/// bytes each: 32 MB at most, 3.2 KB per host at 10,000 hosts).
+pub const POINT_BUDGET: usize = 1_000_000;
 /// Anomalies kept for `/api/anomalies/recent`.
 pub const RECENT_ANOMALIES: usize = 1000;
 
@@ -66,13 +71,100 @@ pub struct AnomalyEvent {
     pub alert: bool,
 }
 
+/// A point as kept in memory (NaN for absent values).
+#[derive(Debug, Clone, Copy)]
+struct StoredPoint {
+    timestamp: i64,
+    actual: f32,
+    yhat: f32,
+    lower: f32,
+    upper: f32,
+    score: f32,
+    is_anomaly: bool,
+    severity: Option<crate::detect::Severity>,
+}
+
+fn opt(v: f32) -> Option<f64> {
+    (!v.is_nan()).then(|| f64::from(v))
+}
+
+impl From<&SeriesPoint> for StoredPoint {
+    fn from(p: &SeriesPoint) -> Self {
+        let f = |v: Option<f64>| v.map_or(f32::NAN, |x| x as f32);
+        StoredPoint {
+            timestamp: p.timestamp,
+            actual: p.actual as f32,
+            yhat: f(p.yhat),
+            lower: f(p.yhat_lower),
+            upper: f(p.yhat_upper),
+            score: f(p.score),
+            is_anomaly: p.is_anomaly,
+            severity: p.severity.and_then(crate::detect::Severity::parse),
+        }
+    }
+}
+
+impl From<&StoredPoint> for SeriesPoint {
+    fn from(p: &StoredPoint) -> Self {
+        SeriesPoint {
+            timestamp: p.timestamp,
+            actual: f64::from(p.actual),
+            yhat: opt(p.yhat),
+            yhat_lower: opt(p.lower),
+            yhat_upper: opt(p.upper),
+            score: opt(p.score),
+            is_anomaly: p.is_anomaly,
+            severity: p.severity.map(|s| s.as_str()),
+        }
+    }
+}
+
+/// What the monitor knows of a series' model, published with its points.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesState {
+    /// No model yet: nothing is flagged.
+    pub warming_up: bool,
+    /// Judged by a short-history model.
+    pub short_history: bool,
+    /// When its model was made (Unix seconds).
+    pub trained_at: Option<i64>,
+}
+
 /// Live gauges of one series.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesLive {
     /// Host tag.
     pub host: String,
-    /// Latest points, oldest first.
-    pub points: VecDeque<SeriesPoint>,
+    /// Model state.
+    pub state: SeriesState,
+    points: VecDeque<StoredPoint>,
+}
+
+impl SeriesLive {
+    /// Points kept.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Whether no point is kept.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The latest point.
+    pub fn latest(&self) -> Option<SeriesPoint> {
+        self.points.back().map(SeriesPoint::from)
+    }
+
+    /// The last `n` points, oldest first.
+    pub fn last(&self, n: usize) -> Vec<SeriesPoint> {
+        let skip = self.points.len().saturating_sub(n);
+        self.points
+            .iter()
+            .skip(skip)
+            .map(SeriesPoint::from)
+            .collect()
+    }
 }
 
 /// What the poll loop publishes.
@@ -89,6 +181,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Points kept per series for the current number of series.
+    pub fn points_per_series(&self) -> usize {
+        (POINT_BUDGET / self.series.len().max(1)).clamp(MIN_POINTS_PER_SERIES, POINTS_PER_SERIES)
+    }
+
     /// Records a judged sample.
     pub fn push_point(&mut self, id: &str, host: &str, p: SeriesPoint, alert: bool) {
         if p.is_anomaly {
@@ -102,13 +199,34 @@ impl Snapshot {
                 alert,
             });
         }
-        let s = self.series.entry(id.to_string()).or_default();
-        s.host = host.to_string();
-        if s.points.len() == POINTS_PER_SERIES {
+        let cap = self.points_per_series();
+        let s = match self.series.get_mut(id) {
+            Some(s) => s,
+            None => self.series.entry(id.to_string()).or_default(),
+        };
+        if s.host != host {
+            s.host = host.to_string();
+        }
+        while s.points.len() >= cap {
             s.points.pop_front();
         }
-        s.points.push_back(p);
+        s.points.push_back(StoredPoint::from(&p));
     }
+}
+
+/// One judged sample as the monitor publishes it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Series id.
+    pub series: String,
+    /// Host tag.
+    pub host: String,
+    /// The point.
+    pub point: SeriesPoint,
+    /// An alert was raised with it.
+    pub alert: bool,
+    /// The series' model state.
+    pub state: SeriesState,
 }
 
 /// Shared state of the API.
@@ -160,15 +278,19 @@ impl ApiState {
     /// every `/api/events` listener.
     pub fn publish(
         &self,
-        points: Vec<(String, String, SeriesPoint, bool)>,
+        points: Vec<Published>,
         dropped: &[String],
         prometheus_up: bool,
         report: &Report,
+        warming_up: usize,
     ) {
         let update = {
             let mut snap = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-            for (id, host, p, alert) in &points {
-                snap.push_point(id, host, p.clone(), *alert);
+            for p in &points {
+                snap.push_point(&p.series, &p.host, p.point.clone(), p.alert);
+                if let Some(s) = snap.series.get_mut(&*p.series) {
+                    s.state = p.state.clone();
+                }
             }
             for id in dropped {
                 snap.series.remove(id);
@@ -181,14 +303,14 @@ impl ApiState {
                 sink: &report.sink,
                 spool_depth: self.sink.spool_depth.load(Ordering::Relaxed),
                 points_written: self.sink.points_written.load(Ordering::Relaxed),
-                warming_up: report.series.values().filter(|s| s.warming_up).count(),
+                warming_up,
                 points: points
                     .into_iter()
-                    .map(|(series, host, point, alert)| AnomalyEvent {
-                        series,
-                        host,
-                        point,
-                        alert,
+                    .map(|p| AnomalyEvent {
+                        series: p.series,
+                        host: p.host,
+                        point: p.point,
+                        alert: p.alert,
                     })
                     .collect(),
                 dropped,
@@ -218,6 +340,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/anomalies/recent", get(recent))
         .route("/api/anomalies/summary", get(summary))
+        .route("/api/status", get(status))
         .route("/api/series", get(series_list))
         .route("/api/series/{id}", get(series_one))
         .route("/api/events", get(events))
@@ -266,12 +389,14 @@ struct Health {
     ticks: u64,
     series: usize,
     warming_up: Vec<String>,
+    short_history: Vec<String>,
     model_age_seconds: BTreeMap<String, Option<f64>>,
 }
 
 async fn health(State(s): State<Arc<ApiState>>) -> Json<Health> {
     let snap = read(&s);
     let r = &snap.report;
+    let now = chrono::Utc::now().timestamp();
     Json(Health {
         status: "ok",
         source: r.source.clone(),
@@ -279,17 +404,28 @@ async fn health(State(s): State<Arc<ApiState>>) -> Json<Health> {
         sink: r.sink.clone(),
         spool_depth: s.sink.spool_depth.load(Ordering::Relaxed),
         ticks: r.ticks,
-        series: r.series.len(),
-        warming_up: r
+        series: snap.series.len(),
+        warming_up: snap
             .series
             .iter()
-            .filter(|(_, v)| v.warming_up)
+            .filter(|(_, v)| v.state.warming_up)
             .map(|(k, _)| k.clone())
             .collect(),
-        model_age_seconds: r
+        short_history: snap
             .series
             .iter()
-            .map(|(k, v)| (k.clone(), v.model_age_seconds))
+            .filter(|(_, v)| v.state.short_history)
+            .map(|(k, _)| k.clone())
+            .collect(),
+        model_age_seconds: snap
+            .series
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.state.trained_at.map(|t| (now - t).max(0) as f64),
+                )
+            })
             .collect(),
     })
 }
@@ -314,6 +450,11 @@ async fn recent(State(s): State<Arc<ApiState>>, Query(q): Query<Limit>) -> Json<
     let snap = read(&s);
     let n = q.limit.unwrap_or(50).min(RECENT_ANOMALIES);
     Json(snap.recent.iter().rev().take(n).cloned().collect())
+}
+
+/// The run's counters (polls, poll time, samples, models, series by state).
+async fn status(State(s): State<Arc<ApiState>>) -> Json<Report> {
+    Json(read(&s).report.clone())
 }
 
 #[derive(Serialize)]
@@ -348,6 +489,8 @@ struct SeriesInfo {
     id: String,
     host: String,
     points: usize,
+    warming_up: bool,
+    short_history: bool,
     latest: Option<SeriesPoint>,
 }
 
@@ -359,8 +502,10 @@ async fn series_list(State(s): State<Arc<ApiState>>) -> Json<Vec<SeriesInfo>> {
             .map(|(id, v)| SeriesInfo {
                 id: id.clone(),
                 host: v.host.clone(),
-                points: v.points.len(),
-                latest: v.points.back().cloned(),
+                points: v.len(),
+                warming_up: v.state.warming_up,
+                short_history: v.state.short_history,
+                latest: v.latest(),
             })
             .collect(),
     )
@@ -376,9 +521,7 @@ async fn series_one(
         .series
         .get(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no series {id:?}")))?;
-    let n = q.limit.unwrap_or(POINTS_PER_SERIES);
-    let skip = v.points.len().saturating_sub(n);
-    Ok(Json(v.points.iter().skip(skip).cloned().collect()))
+    Ok(Json(v.last(q.limit.unwrap_or(POINTS_PER_SERIES))))
 }
 
 /// The live dashboard (one self-contained page, no external assets).

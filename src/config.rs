@@ -20,7 +20,7 @@ use crate::{
     forecast::{
         optimizer::OptimizerKind, settings::Seasonality, ModelFamily, ProphetSettings, Trainer,
     },
-    source::prometheus::PrometheusSettings,
+    source::{prometheus::PrometheusSettings, selector::Selector},
 };
 
 /// The file read when `--config` is not given.
@@ -117,7 +117,10 @@ struct RawConfig {
     prometheus_retries: i64,
     prometheus_query: String,
     prometheus_history: f64,
+    training_step: f64,
     min_history: f64,
+    model_selector: String,
+    model_workers: i64,
     simulation_after_failures: i64,
     simulation_series: i64,
     series_grace_period: f64,
@@ -156,7 +159,10 @@ impl Default for RawConfig {
             prometheus_retries: 3,
             prometheus_query: DEFAULT_QUERY.into(),
             prometheus_history: 7.0 * 86_400.0,
-            min_history: 86_400.0,
+            training_step: 300.0,
+            min_history: 3600.0,
+            model_selector: String::new(),
+            model_workers: 0,
             simulation_after_failures: 3,
             simulation_series: 1,
             series_grace_period: 300.0,
@@ -221,6 +227,21 @@ pub struct InfluxSettings {
     pub spool_max_bytes: u64,
 }
 
+/// How the monitor handles series (`min_history`, `series_grace_period`, …).
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    /// Own history a series needs before it is judged.
+    pub min_history: Duration,
+    /// Failed polls in a row before switching to the simulation source.
+    pub simulation_after_failures: u32,
+    /// How long a vanished series is kept before it is dropped.
+    pub series_grace_period: Duration,
+    /// Prometheus series that use the model at `model_path` (none when empty).
+    pub model_selector: Selector,
+    /// Threads fitting models (0 in the file: one per core).
+    pub model_workers: usize,
+}
+
 /// Validated settings for every mode.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -242,6 +263,8 @@ pub struct Settings {
     pub retrain_interval: Duration,
     /// Hosts the simulated source produces (1: `simulated`; n: `simulated-1…n`).
     pub simulation_series: usize,
+    /// The monitor's series handling.
+    pub monitor: MonitorSettings,
     /// Address of the monitor's HTTP API (`None`: off).
     pub api_listen: Option<std::net::SocketAddr>,
     /// Bearer token for the API (required off loopback; never logged).
@@ -304,6 +327,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PROMETHEUS_QUERY", "prometheus_query"),
     ("PROMETHEUS_HISTORY", "prometheus_history"),
     ("MIN_HISTORY", "min_history"),
+    ("TRAINING_STEP", "training_step"),
+    ("MODEL_SELECTOR", "model_selector"),
+    ("MODEL_WORKERS", "model_workers"),
     ("RETRAIN_INTERVAL", "retrain_interval"),
     ("SIMULATION_SERIES", "simulation_series"),
     ("API_LISTEN", "api_listen"),
@@ -336,7 +362,7 @@ fn kind_of(key: &str) -> Kind {
         "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket" | "influxdb.api"
         | "prometheus_query" | "prometheus_url" | "api_listen" | "api_token" | "api_token_file"
         | "model" | "prophet_optimizer" | "log_level" | "log_dir" | "dataset" | "model_path"
-        | "output_dir" => Kind::Str,
+        | "model_selector" | "output_dir" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -637,6 +663,31 @@ impl Settings {
                 "a loopback address unless api_token (API_TOKEN) or api_token_file is set",
             ));
         }
+        let training_step = positive_secs("training_step", raw.training_step)?;
+        if training_step < Duration::from_secs(1) {
+            return Err(range(
+                "training_step",
+                raw.training_step.to_string(),
+                "at least 1 second",
+            ));
+        }
+        let model_selector =
+            Selector::parse(&raw.model_selector).map_err(|e| ConfigError::Key {
+                origin: origin_of("model_selector"),
+                key: "model_selector".into(),
+                message: e.to_string(),
+            })?;
+        if !(0..=256).contains(&raw.model_workers) {
+            return Err(range(
+                "model_workers",
+                raw.model_workers.to_string(),
+                "between 0 (one per core) and 256",
+            ));
+        }
+        let model_workers = match raw.model_workers as usize {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let prophet = raw.prophet();
         Ok(Settings {
             config_path: path,
@@ -666,9 +717,14 @@ impl Settings {
                 retries: raw.prometheus_retries as u32,
                 query: raw.prometheus_query.clone(),
                 history: positive_secs("prometheus_history", raw.prometheus_history)?,
+                training_step,
+            },
+            monitor: MonitorSettings {
                 min_history: positive_secs("min_history", raw.min_history)?,
                 simulation_after_failures: raw.simulation_after_failures as u32,
                 series_grace_period: positive_secs("series_grace_period", raw.series_grace_period)?,
+                model_selector,
+                model_workers,
             },
             threshold_multiplier: raw.threshold_multiplier,
             sustained_samples: raw.sustained_samples as u32,

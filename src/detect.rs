@@ -51,6 +51,19 @@ impl Severity {
         }
     }
 
+    /// The severity named `s` (upper-case, as [`Severity::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Severity> {
+        [
+            Severity::Normal,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+
     /// Upper-case name, as written to sinks and reports.
     pub fn as_str(self) -> &'static str {
         match self {

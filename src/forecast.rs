@@ -8,6 +8,7 @@
 //! care which family produced the band.
 
 pub mod band;
+pub mod level;
 pub mod mstl;
 pub mod optimizer;
 pub mod prophet;
@@ -17,6 +18,7 @@ use std::{cell::OnceCell, path::Path};
 
 use serde::{Deserialize, Serialize};
 
+pub use level::LevelModel;
 pub use mstl::MstlModel;
 pub use prophet::{ProphetModel, ProphetTrainer};
 pub use settings::{ProphetSettings, Seasonality};
@@ -75,21 +77,41 @@ pub struct History {
     pub y: Vec<f64>,
 }
 
-/// A fitted model of either family.
+/// History span below which a series is fitted a [`LevelModel`] (Prophet's
+/// daily seasonality needs two days of data).
+pub const LEVEL_BELOW_SECONDS: i64 = 2 * 86_400;
+
+/// A fitted model.
 #[derive(Debug)]
 pub enum Model {
     /// Prophet.
     Prophet(Box<ProphetModel>),
     /// MSTL + ETS.
     Mstl(Box<MstlModel>),
+    /// A level and a noise band (a short history, see [`Trainer::fit_staged`]).
+    Level(LevelModel),
 }
 
 impl Model {
     /// The family.
     pub fn family(&self) -> ModelFamily {
         match self {
-            Model::Prophet(_) => ModelFamily::Prophet,
+            Model::Prophet(_) | Model::Level(_) => ModelFamily::Prophet,
             Model::Mstl(_) => ModelFamily::Mstl,
+        }
+    }
+
+    /// Whether this is the short-history stage (a level and a noise band).
+    pub fn is_short_history(&self) -> bool {
+        matches!(self, Model::Level(_))
+    }
+
+    /// What the model is, for logs: `prophet`, `mstl` or `level`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Model::Prophet(_) => "prophet",
+            Model::Mstl(_) => "mstl",
+            Model::Level(_) => "level",
         }
     }
 
@@ -98,6 +120,7 @@ impl Model {
         match self {
             Model::Prophet(m) => m.predict(timestamps),
             Model::Mstl(m) => m.predict(timestamps),
+            Model::Level(m) => Ok(m.predict(timestamps)),
         }
     }
 
@@ -106,6 +129,7 @@ impl Model {
         match self {
             Model::Prophet(m) => m.components(timestamps),
             Model::Mstl(m) => m.components(timestamps),
+            Model::Level(m) => Ok(m.components(timestamps)),
         }
     }
 
@@ -114,6 +138,7 @@ impl Model {
         match self {
             Model::Prophet(m) => m.unit(),
             Model::Mstl(m) => m.stored().unit,
+            Model::Level(m) => m.unit,
         }
     }
 
@@ -122,6 +147,7 @@ impl Model {
         match self {
             Model::Prophet(m) => m.history_end(),
             Model::Mstl(m) => m.stored().history.ds.last().copied().unwrap_or(0),
+            Model::Level(m) => m.end,
         }
     }
 
@@ -130,6 +156,7 @@ impl Model {
         match self {
             Model::Prophet(m) => m.points(),
             Model::Mstl(m) => m.stored().history.ds.len(),
+            Model::Level(m) => m.points,
         }
     }
 
@@ -138,6 +165,7 @@ impl Model {
         match self {
             Model::Prophet(m) => m.save(path),
             Model::Mstl(m) => write_model_file(path, m.stored()),
+            Model::Level(m) => write_model_file(path, m),
         }
     }
 
@@ -161,12 +189,14 @@ impl Model {
                 serde_json::from_value(value).map_err(bad)?,
                 path,
             )?))),
+            level::MODEL_FORMAT => Ok(Model::Level(LevelModel::from_value(value, path)?)),
             other => Err(ForecastError::Format {
                 path: path.to_path_buf(),
                 message: format!(
-                    "unknown format {other:?} (expected {:?} or {:?})",
+                    "unknown format {other:?} (expected {:?}, {:?} or {:?})",
                     prophet::MODEL_FORMAT,
-                    mstl::MODEL_FORMAT
+                    mstl::MODEL_FORMAT,
+                    level::MODEL_FORMAT
                 ),
             }),
         }
@@ -303,6 +333,33 @@ impl Trainer {
                 unit,
             )?)),
         })
+    }
+
+    /// Fits the model the history supports: a [`LevelModel`] below
+    /// [`LEVEL_BELOW_SECONDS`] of history, otherwise [`Trainer::fit`].
+    pub fn fit_staged(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        unit: Unit,
+    ) -> Result<Fitted, ForecastError> {
+        let span = match (timestamps.iter().min(), timestamps.iter().max()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        if span < LEVEL_BELOW_SECONDS {
+            return Ok(Fitted {
+                model: Model::Level(LevelModel::fit(
+                    timestamps,
+                    values,
+                    self.settings.interval_width,
+                    unit,
+                )?),
+                dropped: 0,
+                stride: 1,
+            });
+        }
+        self.fit(timestamps, values, unit)
     }
 
     /// Fits on `timestamps`/`values`; with robust training, fits once, drops

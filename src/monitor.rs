@@ -1,42 +1,60 @@
-//! `--mode monitor`: poll Prometheus, look up each series' band in its
-//! precomputed forecast horizon, detect, and hand the points to the sink.
+//! `--mode monitor`: poll Prometheus, judge each sample against its series'
+//! band, and hand the judged samples to the outputs.
 //!
-//! Threads: the poll loop (here), the model thread ([`models`]: training,
-//! retraining, horizons; the loop never waits for it) and the sink thread
-//! ([`crate::sink`]: batching, retries, spool). When Prometheus is
-//! unreachable at start, or for `simulation_after_failures` polls in a row,
-//! a simulated source takes over (points tagged `source=simulation`); each
-//! poll still asks Prometheus first and switches back when it answers.
+//! The pipeline, one stage per module:
+//! - [`failover`]: which source serves a poll (Prometheus, or the simulation
+//!   while it is unreachable);
+//! - [`table`]: every series with its model, band and alert state, and a
+//!   due-queue of what each needs next (train, refit, new horizon, drop);
+//! - [`fetcher`]: history for many series at once, on an async runtime;
+//! - [`workers`]: a pool of threads fitting models and drawing horizons;
+//! - [`horizon`]: what a series keeps between fits (parameters, a band on
+//!   the training grid);
+//! - [`outputs`]: one judged record per sample, to the sink, the logs, the
+//!   HTTP API and the live line.
+//!
+//! The poll loop (this file) never waits for a fetch or a fit: answers come
+//! back on a channel and are applied between polls. Work per poll is O(1)
+//! per series that reported plus the tasks that fell due.
 
-pub mod models;
+pub mod failover;
+pub mod fetcher;
+pub mod horizon;
+pub mod outputs;
+pub mod table;
+pub mod workers;
 
 use std::{
-    collections::HashMap,
-    fs::{File, OpenOptions},
-    io::{BufWriter, Write},
-    path::{Path, PathBuf},
+    collections::BTreeMap,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        mpsc, Arc,
     },
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use thiserror::Error;
 
-use self::models::{HistorySource, Horizon, ModelConfig, Reply, Request};
-use crate::status::write_report;
+use self::{
+    failover::{Decision, Event, Failover, Outcome, SourceKind},
+    fetcher::{FetchConfig, Fetcher},
+    outputs::{ApiOutput, Judged, LiveLine, LogFiles, Output, PollEnd, SinkOutput},
+    table::{Counts, NewSeries, Origin, Slot, Table, Task, Timing},
+    workers::{Done, Job, Pool, PresetKind, WorkerConfig},
+};
 pub use crate::status::{Report, SeriesReport};
 use crate::{
     api,
     config::Settings,
     detect::{AlertPolicy, Detector, Severity},
-    sink::{self, influx, schema, Batching, Destination, SinkHandle},
+    forecast::ForecastError,
+    sink::{self, influx, Batching, Destination, SinkHandle},
     source::{
         prometheus::{self, Client, Labels, PromError},
         simulation::{Simulator, SIM_HOST},
     },
+    status::write_report,
 };
 
 /// Errors that stop the monitor.
@@ -56,6 +74,14 @@ pub enum MonitorError {
         /// Why.
         source: std::io::Error,
     },
+    /// The model at `model_path` cannot be used.
+    #[error("model_path {path}: {source}\nrun `cpu-anomaly --mode train` to make it, or fix `model_path` / `model_selector`")]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ForecastError,
+    },
 }
 
 /// Options of one run.
@@ -65,91 +91,6 @@ pub struct MonitorOptions {
     pub max_ticks: Option<u64>,
     /// Print the live line per poll on stdout.
     pub live: bool,
-}
-
-/// Where samples come from right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// Prometheus answered the last poll.
-    Prometheus,
-    /// The simulated source.
-    Simulation,
-}
-
-impl SourceKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Prometheus => "prometheus",
-            SourceKind::Simulation => "simulation",
-        }
-    }
-}
-
-/// Per-series state of the poll loop.
-struct SeriesState {
-    host: String,
-    history: HistorySource,
-    horizon: Option<Arc<Horizon>>,
-    policy: AlertPolicy,
-    last_seen: Instant,
-    /// A train or horizon request is in flight.
-    pending: bool,
-    trained_at: Option<Instant>,
-    /// After a failed first training, not before this.
-    next_try: Option<Instant>,
-    /// "Not enough history" was logged.
-    said_not_yet: bool,
-    trained_on: String,
-    samples: u64,
-    anomalies: u64,
-}
-
-#[derive(Serialize)]
-struct MetricLine<'a> {
-    timestamp: String,
-    series: &'a str,
-    host: &'a str,
-    source: &'a str,
-    cpu_usage: f64,
-    yhat: Option<f64>,
-    yhat_lower: Option<f64>,
-    yhat_upper: Option<f64>,
-    warming_up: bool,
-}
-
-#[derive(Serialize)]
-struct AnomalyLine<'a> {
-    timestamp: String,
-    series: &'a str,
-    host: &'a str,
-    source: &'a str,
-    cpu_usage: f64,
-    yhat: f64,
-    lower_threshold: f64,
-    upper_threshold: f64,
-    score: f64,
-    confidence: f64,
-    severity: &'a str,
-    direction: &'a str,
-    alert: bool,
-}
-
-struct Logs {
-    metrics: BufWriter<File>,
-    anomalies: BufWriter<File>,
-    report: PathBuf,
-}
-
-fn open_append(path: &Path) -> Result<File, MonitorError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| MonitorError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
 }
 
 /// Installs SIGINT/SIGTERM handling once; the flag turns true on a signal.
@@ -169,20 +110,6 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         f
     })
     .clone()
-}
-
-/// Wait before retrying a failed first training.
-const RETRY_FIRST_TRAINING: Duration = Duration::from_secs(60);
-
-/// Horizon length in polls: 6 hours, but 60 to 720 points (720 = 6 h at
-/// the default 30 s; more points would only cost memory in the band
-/// sampler, 1000 paths × points).
-fn horizon_len(step: i64) -> usize {
-    ((6 * 3600) / step.max(1)).clamp(60, 720) as usize
-}
-
-fn ts_text(ts: i64) -> String {
-    crate::dataset::format_ts(ts)
 }
 
 /// The sink for these settings.
@@ -216,6 +143,380 @@ pub fn sink_for(settings: &Settings) -> Result<SinkHandle, MonitorError> {
     )?)
 }
 
+/// History points fetched per series at most: `prometheus_history` is cut
+/// to this many training steps (34 days at 5 minutes).
+pub const MAX_HISTORY_POINTS: i64 = 10_000;
+/// Above this many series the report file is written at most every
+/// [`REPORT_EVERY`] (it lists every series).
+const REPORT_EVERY_POLL_UP_TO: usize = 1000;
+/// See [`REPORT_EVERY_POLL_UP_TO`].
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+/// Per-series log lines per poll before they are summarised.
+const LOG_LINES_PER_POLL: usize = 10;
+
+/// How the model file of `--mode train` is used.
+struct Presets {
+    /// By the simulated series.
+    simulation: bool,
+    /// By Prometheus series matching `model_selector`.
+    selected: bool,
+    /// When the model is older than `retrain_interval` (Unix seconds): a
+    /// selected series is refitted from Prometheus then (at once if past).
+    stale_at: i64,
+}
+
+/// Checks `model_path` if it exists (it must when `model_selector` is set)
+/// and says how it will be used; the workers load it.
+fn check_presets(settings: &Settings, step: i64) -> Result<Presets, MonitorError> {
+    let path = &settings.model_path;
+    let selector = &settings.monitor.model_selector;
+    if !path.exists() && selector.is_empty() {
+        tracing::info!(
+            "no trained model at {} (--mode train makes one): the simulated series trains on {}",
+            path.display(),
+            settings.dataset.display()
+        );
+        return Ok(Presets {
+            simulation: false,
+            selected: false,
+            stale_at: 0,
+        });
+    }
+    let now = chrono::Utc::now().timestamp();
+    let m =
+        workers::load_preset(path, step, workers::PresetKind::Selected, now).map_err(|source| {
+            MonitorError::Model {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let end = m.compact.history_end;
+    let stale_at = end + settings.retrain_interval.as_secs() as i64;
+    tracing::info!(
+        "model {} ({}, {} points, history ending {}) used for the simulated series{}",
+        path.display(),
+        m.compact.kind,
+        m.compact.points,
+        crate::dataset::format_ts(end),
+        if selector.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and Prometheus series matching {selector}{}",
+                if now >= stale_at {
+                    " (older than retrain_interval: each is refitted from Prometheus in the background)"
+                } else {
+                    ""
+                }
+            )
+        }
+    );
+    Ok(Presets {
+        simulation: true,
+        selected: !selector.is_empty(),
+        stale_at,
+    })
+}
+
+/// Per-poll log lines that would flood a large fleet's log: the first few
+/// are printed, the rest counted and summarised.
+#[derive(Default)]
+struct Notes {
+    ready: usize,
+    not_yet: usize,
+    failed: usize,
+    dropped: usize,
+    lines: usize,
+    first_error: Option<String>,
+}
+
+impl Notes {
+    fn line(&mut self) -> bool {
+        self.lines += 1;
+        self.lines <= LOG_LINES_PER_POLL
+    }
+
+    fn summarise(&mut self) {
+        if self.lines > LOG_LINES_PER_POLL {
+            tracing::info!(
+                "this poll: {} models ready, {} series waiting for history, {} failed{}, {} dropped",
+                self.ready,
+                self.not_yet,
+                self.failed,
+                self.first_error
+                    .as_ref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default(),
+                self.dropped
+            );
+        }
+        *self = Notes::default();
+    }
+}
+
+/// Everything the poll loop owns.
+struct Monitor<'a> {
+    settings: &'a Settings,
+    table: Table,
+    pool: Pool,
+    fetcher: Fetcher,
+    presets: Presets,
+    report: Report,
+    notes: Notes,
+    started: Instant,
+    /// Per-series model files (Prophet), if there is a place for them.
+    model_dir: Option<PathBuf>,
+    /// First fetches to send this poll (saved model missing or stale).
+    refetch: Vec<(Slot, u32)>,
+}
+
+impl Monitor<'_> {
+    /// Table clock: ms since start.
+    fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    fn apply(&mut self, d: Done) {
+        let now = self.now_ms();
+        let small = self.table.counts().series <= 20;
+        match d {
+            Done::Fitted {
+                slot,
+                generation,
+                model,
+                horizon,
+                seconds,
+                refit_in,
+            } => {
+                let Some(e) = self
+                    .table
+                    .get(slot)
+                    .filter(|_| self.table.generation(slot) == generation)
+                else {
+                    return;
+                };
+                self.report.trainings += 1;
+                self.report.training_seconds_total += seconds;
+                self.notes.ready += 1;
+                if small || self.notes.line() {
+                    tracing::info!(
+                        "model for {} ready: {} from {} ({} points){}",
+                        e.id,
+                        model.compact.kind,
+                        model.trained_on,
+                        model.compact.points,
+                        if model.compact.is_short_history() {
+                            ", short history: judged against its level until two days are in"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                self.table
+                    .on_model(slot, generation, model, horizon, now, refit_in);
+            }
+            Done::NotYet {
+                slot,
+                generation,
+                have,
+            } => {
+                let min = self.settings.monitor.min_history.as_secs();
+                let id = self.table.get(slot).map(|e| e.id.clone());
+                if self.table.on_not_yet(slot, generation, have, now) {
+                    self.notes.not_yet += 1;
+                    if let Some(id) = id {
+                        if small || self.notes.line() {
+                            tracing::info!(
+                                "{id}: {have}s of history in Prometheus, min_history is {min}s: warming up until then"
+                            );
+                        }
+                    }
+                }
+            }
+            Done::Failed {
+                slot,
+                generation,
+                error,
+            } => {
+                let Some(e) = self
+                    .table
+                    .get(slot)
+                    .filter(|_| self.table.generation(slot) == generation)
+                else {
+                    return;
+                };
+                let (id, kept) = (e.id.clone(), e.model.is_some());
+                self.report.training_failures += 1;
+                self.notes.failed += 1;
+                let wait = self.table.on_failed(slot, generation, now);
+                if small || self.notes.line() {
+                    if kept {
+                        tracing::error!(
+                            "retraining {id} failed, keeping the old model: {error} (next try in {}s)",
+                            wait / 1000
+                        );
+                    } else {
+                        tracing::error!(
+                            "cannot train a model for {id} (still warming up): {error} (next try in {}s)",
+                            wait / 1000
+                        );
+                    }
+                }
+                self.notes.first_error.get_or_insert(error);
+            }
+            Done::Horizon {
+                slot,
+                generation,
+                horizon,
+            } => self.table.on_horizon(slot, generation, horizon, now),
+            Done::HorizonFailed {
+                slot,
+                generation,
+                error,
+            } => {
+                tracing::warn!("cannot draw a new band for series slot {slot}: {error}");
+                self.table.on_horizon_failed(slot, generation, now);
+            }
+            Done::NeedFetch { slot, generation } => self.refetch.push((slot, generation)),
+            Done::Fetched { slot, generation } => self.table.on_fetched(slot, generation),
+        }
+    }
+
+    /// Sends the due tasks to the workers and the fetcher.
+    fn dispatch(&mut self, due: Vec<table::Due>) {
+        let mut firsts = Vec::new();
+        let mut refits = Vec::new();
+        for (slot, generation) in std::mem::take(&mut self.refetch) {
+            if let Some(e) = self
+                .table
+                .get(slot)
+                .filter(|_| self.table.generation(slot) == generation)
+            {
+                firsts.push((slot, generation, e.id.clone(), e.labels.clone()));
+            }
+        }
+        let now_s = chrono::Utc::now().timestamp();
+        for d in due {
+            let Some(e) = self.table.get(d.slot) else {
+                continue;
+            };
+            let (slot, generation) = (d.slot, d.generation);
+            match (d.task, e.origin) {
+                (Task::Horizon, _) => {
+                    if let Some(model) = e.model.clone() {
+                        self.pool.submit(Job::Horizon {
+                            slot,
+                            generation,
+                            model,
+                        });
+                    }
+                }
+                (Task::Train { first }, Origin::Simulation) => {
+                    self.table.on_fetched(slot, generation);
+                    self.pool.submit(if self.presets.simulation {
+                        Job::Preset {
+                            slot,
+                            generation,
+                            kind: PresetKind::Simulation,
+                            refit_in: None,
+                        }
+                    } else {
+                        Job::Dataset {
+                            slot,
+                            generation,
+                            first,
+                        }
+                    });
+                }
+                (Task::Train { first: true }, Origin::Prometheus) => {
+                    if self.presets.selected
+                        && self.settings.monitor.model_selector.matches(&e.labels)
+                    {
+                        tracing::info!(
+                            "{} matches model_selector: judged with {} (refitted from its own history {})",
+                            e.id,
+                            self.settings.model_path.display(),
+                            if self.presets.stale_at <= now_s {
+                                "now, in the background".to_string()
+                            } else {
+                                format!(
+                                    "at {}",
+                                    crate::dataset::format_ts(self.presets.stale_at)
+                                )
+                            }
+                        );
+                        let refit_in = 1000 * (self.presets.stale_at - now_s).max(0);
+                        self.table.on_fetched(slot, generation);
+                        self.pool.submit(Job::Preset {
+                            slot,
+                            generation,
+                            kind: PresetKind::Selected,
+                            refit_in: Some(refit_in),
+                        });
+                        continue;
+                    }
+                    let saved = self
+                        .model_dir
+                        .as_ref()
+                        .map(|dir| workers::model_file(dir, &e.id))
+                        .filter(|p| p.exists());
+                    match saved {
+                        Some(path) => {
+                            self.table.on_fetched(slot, generation);
+                            self.pool.submit(Job::Saved {
+                                slot,
+                                generation,
+                                path,
+                            });
+                        }
+                        None => firsts.push((slot, generation, e.id.clone(), e.labels.clone())),
+                    }
+                }
+                (Task::Train { first: false }, Origin::Prometheus) => {
+                    refits.push((slot, generation, e.id.clone(), e.labels.clone()))
+                }
+            }
+        }
+        let fleet = self.table.counts().series;
+        for (first, series) in [(true, firsts), (false, refits)] {
+            if !series.is_empty() {
+                self.fetcher.submit(fetcher::Request {
+                    first,
+                    series,
+                    fleet,
+                });
+            }
+        }
+    }
+
+    /// Every series for the report file.
+    fn series_report(&self) -> BTreeMap<String, SeriesReport> {
+        let now = chrono::Utc::now().timestamp();
+        self.table
+            .iter()
+            .map(|e| {
+                let m = e.model.as_ref();
+                (
+                    e.id.to_string(),
+                    SeriesReport {
+                        host: e.host.to_string(),
+                        warming_up: e.horizon.is_none(),
+                        short_history: m.is_some_and(|m| m.compact.is_short_history()),
+                        model: m.map(|m| m.compact.kind.to_string()).unwrap_or_default(),
+                        trained_on: m.map(|m| m.trained_on.to_string()).unwrap_or_default(),
+                        model_age_seconds: m.map(|m| (now - m.trained_at).max(0) as f64),
+                        samples: e.samples,
+                        anomalies: e.anomalies,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// One sample of a poll: (series id, labels, timestamp, value).
+type Sample = (String, Labels, i64, f64);
+
 /// Runs the monitor until a signal (or `max_ticks`).
 pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, MonitorError> {
     let stop = stop_flag();
@@ -224,11 +525,10 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         path: dir.clone(),
         source,
     })?;
-    let mut logs = Logs {
-        metrics: BufWriter::new(open_append(&dir.join("metrics.jsonl"))?),
-        anomalies: BufWriter::new(open_append(&dir.join("anomalies.jsonl"))?),
-        report: dir.join("system_report.json"),
-    };
+    let mut logs =
+        LogFiles::open(dir).map_err(|(path, source)| MonitorError::Io { path, source })?;
+    let step = settings.prometheus.training_step.as_secs().max(1) as i64;
+    let presets = check_presets(settings, step)?;
     let sink = sink_for(settings)?;
     tracing::info!("writing points to {}", sink.describe);
     let api_state = Arc::new(api::ApiState::new(
@@ -243,69 +543,126 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
             ),
         }
     }
-    let step = settings.monitoring_interval.as_secs().max(1) as i64;
-    let model_dir = settings
-        .model_path
-        .parent()
-        .map(|p| p.join("series"))
-        .unwrap_or_else(|| PathBuf::from("models/series"));
-    let (req, replies) = models::spawn(ModelConfig {
-        settings: settings.clone(),
-        step,
-        len: horizon_len(step),
-        model_dir,
-    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("io")
+        .enable_all()
+        .build()
+        .map_err(|source| MonitorError::Io {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+    let model_dir = settings.model_path.parent().map(|p| p.join("series"));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let span = (settings.prometheus.history.as_secs() as i64).min(MAX_HISTORY_POINTS * step);
+    let pool = Pool::start(
+        settings.monitor.model_workers,
+        WorkerConfig {
+            family: settings.model,
+            prophet: settings.prophet.clone(),
+            robust: settings.robust_training,
+            seed: settings.seed,
+            min_history: settings.monitor.min_history.as_secs() as i64,
+            step,
+            retrain: settings.retrain_interval.as_secs() as i64,
+            dataset: settings.dataset.clone(),
+            model_dir: model_dir.clone(),
+            model_path: settings.model_path.clone(),
+        },
+        done_tx.clone(),
+    );
     let client = Client::new(&settings.prometheus);
-    let probe = client.clone().with_retries(0);
+    let probe = client.with_retries(0);
+    let fetcher = Fetcher::start(
+        rt.handle(),
+        client.clone(),
+        FetchConfig {
+            query: settings.prometheus.query.clone(),
+            span,
+            step,
+        },
+        pool.clone(),
+        done_tx,
+    );
+    let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+    let mut m = Monitor {
+        settings,
+        table: Table::new(Timing {
+            retrain: ms(settings.retrain_interval),
+            grace: ms(settings.monitor.series_grace_period),
+            min_history: ms(settings.monitor.min_history),
+            step,
+        }),
+        pool,
+        fetcher,
+        presets,
+        report: Report {
+            started_at: chrono::Utc::now().to_rfc3339(),
+            sink: sink.describe.clone(),
+            ..Report::default()
+        },
+        notes: Notes::default(),
+        started: Instant::now(),
+        model_dir,
+        refetch: Vec::new(),
+    };
     let mut sim = Simulator::new(settings.seed);
     let sim_hosts: Vec<String> = match settings.simulation_series {
         1 => vec![SIM_HOST.to_string()],
         n => (1..=n).map(|i| format!("{SIM_HOST}-{i}")).collect(),
     };
     let detector = Detector::new(settings.threshold_multiplier);
-    let mut series: HashMap<String, SeriesState> = HashMap::new();
-    let mut report = Report {
-        started_at: chrono::Utc::now().to_rfc3339(),
-        sink: sink.describe.clone(),
-        ..Report::default()
-    };
-    let mut source = SourceKind::Prometheus;
-    let mut failures = 0u32;
-    let mut first = true;
+    let mut failover = Failover::new(settings.monitor.simulation_after_failures);
+    let mut sink_out = SinkOutput::new(&sink);
+    let mut api_out = ApiOutput::new(api_state);
+    let mut live = LiveLine::default();
+    let report_path = dir.join("system_report.json");
+    let mut report_written: Option<Instant> = None;
     tracing::info!(
-        "monitoring {} every {}s (query: {})",
+        "monitoring {} every {}s (query: {}; history: {}s at {}s steps; a series is judged once it has {}s of its own)",
         client.url(),
+        settings.monitoring_interval.as_secs_f64(),
+        settings.prometheus.query,
+        span,
         step,
-        settings.prometheus.query
+        settings.monitor.min_history.as_secs()
     );
     loop {
         let tick_start = Instant::now();
         let now = chrono::Utc::now().timestamp();
         // 1. Poll.
-        // While simulating, one quick attempt per poll is enough to notice
-        // that Prometheus is back.
-        let polled = if source == SourceKind::Simulation {
-            probe.query(&settings.prometheus.query)
-        } else {
-            client.query(&settings.prometheus.query)
+        let asked = if failover.probing() { &probe } else { &client };
+        let polled = rt.block_on(asked.query(&settings.prometheus.query));
+        let outcome = match &polled {
+            Ok(rows) => Outcome::Answered(rows.len()),
+            Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
+            Err(e) => Outcome::Refused(e.to_string()),
         };
-        let samples: Vec<(String, Labels, i64, f64)> = match polled {
-            Ok(rows) => {
-                if source == SourceKind::Simulation {
-                    tracing::warn!(
-                        "Prometheus at {} answers again: back to real data",
-                        client.url()
-                    );
-                    report.source_switches += 1;
-                }
-                source = SourceKind::Prometheus;
-                failures = 0;
-                if rows.is_empty() {
-                    tracing::warn!(
-                        "the query returned no series (yet); nothing to monitor this poll"
-                    );
-                }
-                rows.into_iter()
+        let (decision, event) = failover.on_poll(outcome);
+        match event {
+            Some(Event::ToSimulation(reason)) => tracing::warn!(
+                "SIMULATION: {reason}; switching to the simulated CPU source \
+                 (points tagged source=simulation) until Prometheus answers"
+            ),
+            Some(Event::BackToPrometheus) => tracing::warn!(
+                "Prometheus at {} answers again: back to real data",
+                client.url()
+            ),
+            Some(Event::Failed { n, of, reason }) => {
+                tracing::warn!("poll failed ({n}/{of}): {reason}")
+            }
+            Some(Event::Refused(message)) => tracing::error!("{message}"),
+            Some(Event::Empty) => {
+                tracing::warn!("the query returned no series (yet); nothing to monitor this poll")
+            }
+            None => {}
+        }
+        let (source, samples): (SourceKind, Vec<Sample>) = match decision {
+            Decision::Real => (
+                SourceKind::Prometheus,
+                polled
+                    .unwrap_or_default()
+                    .into_iter()
                     .map(|r| {
                         (
                             prometheus::series_id(&r.labels),
@@ -314,296 +671,172 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
                             r.value,
                         )
                     })
-                    .collect()
+                    .collect(),
+            ),
+            Decision::Simulate => {
+                m.report.simulation_ticks += 1;
+                (
+                    SourceKind::Simulation,
+                    sim_hosts
+                        .iter()
+                        .map(|h| (h.clone(), Labels::new(), now, sim.sample(now).0))
+                        .collect(),
+                )
             }
-            Err(e) if e.is_unreachable() => {
-                failures += 1;
-                if source == SourceKind::Prometheus
-                    && (first || failures >= settings.prometheus.simulation_after_failures)
-                {
-                    tracing::warn!(
-                        "SIMULATION: {e}; switching to the simulated CPU source \
-                         (points tagged source=simulation) until Prometheus answers"
-                    );
-                    source = SourceKind::Simulation;
-                    report.source_switches += u64::from(!first);
-                } else if source == SourceKind::Prometheus {
-                    tracing::warn!(
-                        "poll failed ({failures}/{}): {e}",
-                        settings.prometheus.simulation_after_failures
-                    );
-                }
-                Vec::new()
-            }
-            Err(e) => {
-                if first {
-                    sink.close();
-                    return Err(MonitorError::BadQuery(e));
-                }
-                tracing::error!("{e}");
-                Vec::new()
+            Decision::Skip => (failover.source(), Vec::new()),
+            Decision::Fatal(_) => {
+                sink.close();
+                m.pool.close();
+                rt.shutdown_background();
+                return Err(MonitorError::BadQuery(
+                    polled.expect_err("a refused poll is an error"),
+                ));
             }
         };
-        first = false;
-        let samples = if source == SourceKind::Simulation {
-            report.simulation_ticks += 1;
-            sim_hosts
-                .iter()
-                .map(|h| (h.clone(), Labels::new(), now, sim.sample(now).0))
-                .collect()
-        } else {
-            samples
-        };
+        m.report.source_switches = failover.switches();
 
-        // 2. Models' answers.
-        while let Ok(r) = replies.try_recv() {
-            handle_reply(r, &mut series, &mut report, settings.prometheus.min_history);
+        // 2. Answers from the fetcher and the workers.
+        while let Ok(d) = done_rx.try_recv() {
+            m.apply(d);
         }
 
         // 3. Judge every sample.
-        let series_count_hint = series.len();
-        let mut flagged: Vec<String> = Vec::new();
-        let mut api_points = Vec::new();
-        let mut seen = Vec::new();
+        let now_ms = m.now_ms();
+        let origin = match source {
+            SourceKind::Prometheus => Origin::Prometheus,
+            SourceKind::Simulation => Origin::Simulation,
+        };
         for (id, labels, ts, value) in samples {
-            seen.push(id.clone());
-            let st = series.entry(id.clone()).or_insert_with(|| {
-                let (host, history) = if source == SourceKind::Simulation {
-                    (id.clone(), HistorySource::Dataset)
-                } else {
-                    (
-                        prometheus::host_of(&labels),
-                        HistorySource::Prometheus(labels),
-                    )
-                };
-                if series_count_hint < 20 {
-                    tracing::info!("new series {id}: warming up until its model is ready");
-                }
-                SeriesState {
-                    host,
-                    history,
-                    horizon: None,
-                    policy: AlertPolicy::new(settings.sustained_samples),
-                    last_seen: Instant::now(),
-                    pending: false,
-                    trained_at: None,
-                    next_try: None,
-                    said_not_yet: false,
-                    trained_on: String::new(),
-                    samples: 0,
-                    anomalies: 0,
-                }
+            let (slot, new) = m.table.observe(&id, now_ms, || NewSeries {
+                host: Arc::from(match origin {
+                    Origin::Prometheus => prometheus::host_of(&labels),
+                    Origin::Simulation => id.clone(),
+                }),
+                labels,
+                origin,
+                policy: AlertPolicy::new(settings.sustained_samples),
             });
-            st.last_seen = Instant::now();
-            st.samples += 1;
-            report.samples += 1;
-            let band = st.horizon.as_ref().and_then(|h| h.band_at(ts));
-            let detection = band.map(|(y, lo, up)| detector.check(value, y, lo, up));
-            let alert = detection.as_ref().is_some_and(|d| st.policy.update(d));
-            let (yhat, lower, upper) = band.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
-            let src = source.as_str();
-            sink.send(schema::points(&schema::Sample {
-                host: &st.host,
-                source: src,
+            if new && m.table.counts().series <= 20 {
+                tracing::info!("new series {id}: warming up until its model is ready");
+            }
+            let Some(e) = m.table.get_mut(slot) else {
+                continue;
+            };
+            let band = e.horizon.as_ref().and_then(|h| h.band_at(ts));
+            let detection = band.map(|b| detector.check(value, b.yhat, b.lower, b.upper));
+            let alert = detection.as_ref().is_some_and(|d| e.policy.update(d));
+            let model = e.model.as_ref();
+            let judged = Judged {
+                series: &e.id,
+                host: &e.host,
+                source,
                 timestamp: ts,
                 actual: value,
-                yhat,
-                lower,
-                upper,
-                detection: detection.as_ref(),
+                band,
+                detection,
                 alert,
+                short_history: band.is_some()
+                    && model.is_some_and(|m| m.compact.is_short_history()),
+                trained_at: model.map(|m| m.trained_at),
                 threshold: settings.threshold_multiplier,
-            }));
-            let line = MetricLine {
-                timestamp: ts_text(ts),
-                series: &id,
-                host: &st.host,
-                source: src,
-                cpu_usage: value,
-                yhat: band.map(|b| b.0),
-                yhat_lower: band.map(|b| b.1),
-                yhat_upper: band.map(|b| b.2),
-                warming_up: band.is_none(),
             };
-            write_json_line(&mut logs.metrics, &line);
-            api_points.push((
-                id.clone(),
-                st.host.clone(),
-                api::SeriesPoint {
-                    timestamp: ts,
-                    actual: value,
-                    yhat: band.map(|b| b.0),
-                    yhat_lower: band.map(|b| b.1),
-                    yhat_upper: band.map(|b| b.2),
-                    score: detection.as_ref().map(|d| d.score),
-                    is_anomaly: detection.as_ref().is_some_and(|d| d.is_anomaly),
-                    severity: detection.as_ref().map(|d| d.severity.as_str()),
-                },
-                alert,
-            ));
+            sink_out.record(&judged);
+            logs.record(&judged);
+            api_out.record(&judged);
+            if opts.live {
+                live.record(&judged);
+            }
+            m.report.samples += 1;
             match &detection {
-                None => report.warming_samples += 1,
+                None => m.report.warming_samples += 1,
                 Some(d) if d.is_anomaly => {
-                    st.anomalies += 1;
-                    *report
+                    *m.report
                         .anomalies_by_severity
                         .entry(d.severity.as_str().to_string())
                         .or_default() += 1;
-                    report.alerts += u64::from(alert);
-                    flagged.push(format!(
-                        "{} {:.1}% {} (score {:.2}){}",
-                        st.host,
-                        value,
-                        d.severity.as_str(),
-                        d.score,
-                        if alert { " ALERT" } else { "" }
-                    ));
-                    write_json_line(
-                        &mut logs.anomalies,
-                        &AnomalyLine {
-                            timestamp: ts_text(ts),
-                            series: &id,
-                            host: &st.host,
-                            source: src,
-                            cpu_usage: value,
-                            yhat,
-                            lower_threshold: d.lower_threshold,
-                            upper_threshold: d.upper_threshold,
-                            score: d.score,
-                            confidence: d.confidence,
-                            severity: d.severity.as_str(),
-                            direction: d.direction.as_str(),
-                            alert,
-                        },
-                    );
-                    if d.severity == Severity::Critical || alert {
+                    m.report.alerts += u64::from(alert);
+                    if (d.severity == Severity::Critical || alert) && m.notes.line() {
+                        let b = band.expect("judged with a band");
                         tracing::warn!(
                             "anomaly on {}: {:.1}% vs forecast {:.1} [{:.1}, {:.1}], {} score {:.2}",
-                            st.host,
+                            e.host,
                             value,
-                            yhat,
-                            lower,
-                            upper,
+                            b.yhat,
+                            b.lower,
+                            b.upper,
                             d.severity.as_str(),
                             d.score
                         );
                     }
+                    e.anomalies += 1;
                 }
                 Some(_) => {}
             }
         }
 
-        // 4. Ask for models and horizons; retrain on schedule; drop the vanished.
-        let grace = settings.prometheus.series_grace_period;
-        let mut vanished = Vec::new();
-        for (id, st) in series.iter_mut() {
-            if !seen.contains(id) && st.last_seen.elapsed() > grace {
-                vanished.push(id.clone());
-                continue;
-            }
-            if st.pending {
-                continue;
-            }
-            let due_retrain = st
-                .trained_at
-                .is_some_and(|t| t.elapsed() >= settings.retrain_interval);
-            let may_try = st.next_try.map_or(true, |t| Instant::now() >= t);
-            if (st.horizon.is_none() && may_try) || due_retrain {
-                st.pending = true;
-                let _ = req.send(Request::Train {
-                    id: id.clone(),
-                    history: st.history.clone(),
-                    from: now,
-                    reuse_saved: st.trained_at.is_none(),
-                });
-            } else if let Some(h) = &st.horizon {
-                // Refresh when half of it is used up.
-                if now >= h.start + (h.end() - h.start) / 2 {
-                    st.pending = true;
-                    let _ = req.send(Request::Horizon {
-                        id: id.clone(),
-                        from: now,
-                    });
-                }
+        // 4. What fell due: models, horizons, drops.
+        let (due, dropped) = m.table.take_due(now_ms);
+        m.dispatch(due);
+        let grace = settings.monitor.series_grace_period.as_secs();
+        for id in &dropped {
+            m.report.series_dropped += 1;
+            m.notes.dropped += 1;
+            if m.notes.line() {
+                tracing::warn!("series {id} has not been seen for {grace}s: dropped");
             }
         }
-        let dropped = vanished.clone();
-        for id in vanished {
-            tracing::warn!(
-                "series {id} has not been seen for {}s: dropped",
-                grace.as_secs()
-            );
-            series.remove(&id);
-            report.series_dropped += 1;
-            let _ = req.send(Request::Drop(id));
-        }
+        m.notes.summarise();
 
-        // 5. Report and live line.
-        let _ = logs.metrics.flush();
-        let _ = logs.anomalies.flush();
+        // 5. Report and outputs.
+        let counts: Counts = m.table.counts();
         let took = tick_start.elapsed().as_secs_f64();
-        report.last_tick_seconds = took;
-        report.max_tick_seconds = report.max_tick_seconds.max(took);
-        report.ticks += 1;
-        report.source = source.as_str().to_string();
-        report.updated_at = chrono::Utc::now().to_rfc3339();
-        report.points_written = sink.stats.points_written.load(Ordering::Relaxed);
-        report.spool_depth = sink.stats.spool_depth.load(Ordering::Relaxed);
-        report.points_dead_lettered = sink.stats.points_dead_lettered.load(Ordering::Relaxed);
-        report.series = series
-            .iter()
-            .map(|(id, st)| {
-                (
-                    id.clone(),
-                    SeriesReport {
-                        host: st.host.clone(),
-                        warming_up: st.horizon.is_none(),
-                        trained_on: st.trained_on.clone(),
-                        model_age_seconds: st.trained_at.map(|t| t.elapsed().as_secs_f64()),
-                        samples: st.samples,
-                        anomalies: st.anomalies,
-                    },
-                )
-            })
-            .collect();
-        write_report(&logs.report, &report);
-        api_state.publish(
-            api_points,
-            &dropped,
-            source == SourceKind::Prometheus,
-            &report,
-        );
+        let r = &mut m.report;
+        r.last_tick_seconds = took;
+        r.max_tick_seconds = r.max_tick_seconds.max(took);
+        r.ticks += 1;
+        r.source = source.as_str().to_string();
+        r.updated_at = chrono::Utc::now().to_rfc3339();
+        r.points_written = sink.stats.points_written.load(Ordering::Relaxed);
+        r.spool_depth = sink.stats.spool_depth.load(Ordering::Relaxed);
+        r.points_dead_lettered = sink.stats.points_dead_lettered.load(Ordering::Relaxed);
+        r.series_count = counts.series;
+        r.warming_up = counts.warming;
+        r.fetching = counts.fetching;
+        r.fitting = counts.fitting;
+        r.short_history = counts.short;
+        let end = PollEnd {
+            now,
+            source,
+            counts,
+            report: &m.report,
+            dropped: &dropped,
+            prometheus_up: source == SourceKind::Prometheus,
+        };
+        sink_out.end_poll(&end);
+        logs.end_poll(&end);
+        api_out.end_poll(&end);
         if opts.live {
-            let warming = series.values().filter(|s| s.horizon.is_none()).count();
-            println!(
-                "{} | {} | {} series ({} warming up) | {} | written {} spooled {}",
-                ts_text(now),
-                if source == SourceKind::Simulation {
-                    "SIMULATION"
-                } else {
-                    "prometheus"
-                },
-                series.len(),
-                warming,
-                if flagged.is_empty() {
-                    "no anomalies".to_string()
-                } else {
-                    format!("{} anomalies: {}", flagged.len(), flagged.join("; "))
-                },
-                report.points_written,
-                report.spool_depth
-            );
+            live.end_poll(&end);
+        }
+        let due_report = counts.series <= REPORT_EVERY_POLL_UP_TO
+            || report_written.map_or(true, |t| t.elapsed() >= REPORT_EVERY);
+        if due_report {
+            write_report(&report_path, &m.report, &m.series_report());
+            report_written = Some(Instant::now());
         }
 
-        // 6. Wait for the next poll (or a signal).
-        if opts.max_ticks.is_some_and(|m| report.ticks >= m) {
+        // 6. Wait for the next poll (or a signal), applying answers.
+        if opts.max_ticks.is_some_and(|n| m.report.ticks >= n) {
             break;
         }
         let next = tick_start + settings.monitoring_interval;
         while Instant::now() < next && !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()));
-            while let Ok(r) = replies.try_recv() {
-                handle_reply(r, &mut series, &mut report, settings.prometheus.min_history);
+            match done_rx.recv_timeout(Duration::from_millis(50).min(next - Instant::now())) {
+                Ok(d) => m.apply(d),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()))
+                }
             }
         }
         if stop.load(Ordering::SeqCst) {
@@ -611,94 +844,17 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
             break;
         }
     }
-    drop(req);
+    m.pool.close();
+    rt.shutdown_background();
     let stats = sink.stats.clone();
+    drop(sink_out);
     sink.close();
-    report.points_written = stats.points_written.load(Ordering::Relaxed);
-    report.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
-    report.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
-    report.updated_at = chrono::Utc::now().to_rfc3339();
-    write_report(&logs.report, &report);
-    let _ = logs.metrics.flush();
-    let _ = logs.anomalies.flush();
-    Ok(report)
-}
-
-fn handle_reply(
-    r: Reply,
-    series: &mut HashMap<String, SeriesState>,
-    report: &mut Report,
-    min_history: Duration,
-) {
-    let retry = (min_history / 4).clamp(Duration::from_secs(1), RETRY_FIRST_TRAINING);
-    match r {
-        Reply::Trained {
-            id,
-            trained_on,
-            points,
-            seconds,
-            horizon,
-        } => {
-            report.trainings += 1;
-            report.training_seconds_total += seconds;
-            if let Some(st) = series.get_mut(&id) {
-                tracing::info!(
-                    "model for {id} ready: {points} points from {trained_on} in {seconds:.2}s"
-                );
-                st.horizon = Some(horizon);
-                st.pending = false;
-                st.trained_at = Some(Instant::now());
-                st.trained_on = trained_on;
-            }
-        }
-        Reply::NotYet { id, have } => {
-            if let Some(st) = series.get_mut(&id) {
-                st.pending = false;
-                st.next_try = Some(Instant::now() + retry);
-                if !st.said_not_yet {
-                    st.said_not_yet = true;
-                    tracing::info!(
-                        "{id}: {have}s of history in Prometheus, min_history is {}s: warming up until then",
-                        min_history.as_secs()
-                    );
-                }
-            }
-        }
-        Reply::Horizon { id, horizon } => {
-            if let Some(st) = series.get_mut(&id) {
-                st.horizon = Some(horizon);
-                st.pending = false;
-            }
-        }
-        Reply::Failed {
-            id,
-            error,
-            kept_old,
-        } => {
-            report.training_failures += 1;
-            if kept_old {
-                tracing::error!("retraining {id} failed, keeping the old model: {error}");
-            } else {
-                tracing::error!("cannot train a model for {id} (still warming up): {error}");
-            }
-            if let Some(st) = series.get_mut(&id) {
-                st.pending = false;
-                if kept_old {
-                    // Next attempt at the next retrain time.
-                    st.trained_at = Some(Instant::now());
-                } else {
-                    st.next_try = Some(Instant::now() + RETRY_FIRST_TRAINING);
-                }
-            }
-        }
-    }
-}
-
-fn write_json_line(f: &mut impl Write, v: &impl Serialize) {
-    if let Ok(mut s) = serde_json::to_string(v) {
-        s.push('\n');
-        if let Err(e) = f.write_all(s.as_bytes()) {
-            tracing::error!("cannot append to a log file: {e}");
-        }
-    }
+    let r = &mut m.report;
+    r.points_written = stats.points_written.load(Ordering::Relaxed);
+    r.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
+    r.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
+    r.updated_at = chrono::Utc::now().to_rfc3339();
+    write_report(&report_path, &m.report, &m.series_report());
+    logs.flush();
+    Ok(m.report)
 }

@@ -3,4 +3,5 @@
 //! [`crate::dataset`].
 
 pub mod prometheus;
+pub mod selector;
 pub mod simulation;

@@ -1,6 +1,6 @@
-//! What a monitor run did: the report written to `system_report.json` and
-//! published to the HTTP API. A leaf module: the monitor fills it, the API
-//! and the report file read it.
+//! What a monitor run did: the counters published to the HTTP API after
+//! every poll, and `system_report.json` (the counters and every series). A
+//! leaf module: the monitor fills it, the API and the report file read it.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -41,8 +41,16 @@ pub struct Report {
     pub training_seconds_total: f64,
     /// Series dropped after vanishing.
     pub series_dropped: u64,
-    /// Series and their state.
-    pub series: BTreeMap<String, SeriesReport>,
+    /// Series known now.
+    pub series_count: usize,
+    /// Of which without a model (warming up).
+    pub warming_up: usize,
+    /// Of which fetching history.
+    pub fetching: usize,
+    /// Of which waiting for or in a fit.
+    pub fitting: usize,
+    /// Of which judged by a short-history model.
+    pub short_history: usize,
     /// Sink.
     pub sink: String,
     /// Points accepted by the sink's target.
@@ -60,6 +68,10 @@ pub struct SeriesReport {
     pub host: String,
     /// No band yet: nothing is flagged.
     pub warming_up: bool,
+    /// Judged by a short-history model (a level and a noise band).
+    pub short_history: bool,
+    /// `prophet`, `mstl` or `level` (empty while warming up).
+    pub model: String,
     /// What the model was trained on.
     pub trained_on: String,
     /// Seconds since the model was (re)trained.
@@ -70,10 +82,19 @@ pub struct SeriesReport {
     pub anomalies: u64,
 }
 
-/// Writes the report atomically (temporary file, then rename).
-pub fn write_report(path: &Path, report: &Report) {
+/// The report file: the run's counters and every series.
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    series: &'a BTreeMap<String, SeriesReport>,
+}
+
+/// Writes the report and the series atomically (temporary file, then
+/// rename).
+pub fn write_report(path: &Path, report: &Report, series: &BTreeMap<String, SeriesReport>) {
     let tmp = path.with_extension("json.tmp");
-    let res = serde_json::to_vec_pretty(report)
+    let res = serde_json::to_vec_pretty(&ReportFile { report, series })
         .map_err(std::io::Error::other)
         .and_then(|b| std::fs::write(&tmp, b))
         .and_then(|_| std::fs::rename(&tmp, path));

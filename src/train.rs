@@ -422,9 +422,7 @@ fn print_report(m: &Metadata, files: &[PathBuf]) {
     let fitted_on = if m.fit_stride > 1 {
         format!(
             "{} points (every {}th of {})",
-            m.fitted_rows,
-            m.fit_stride,
-            m.rows
+            m.fitted_rows, m.fit_stride, m.rows
         )
     } else {
         format!("{} points", m.rows)

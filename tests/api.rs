@@ -15,7 +15,7 @@ use common::servers;
 use cpu_anomaly::{
     api::{self, ApiState, SeriesPoint, Snapshot},
     config::{CliOverrides, Settings},
-    monitor::{Report, SeriesReport},
+    monitor::Report,
     secret::Secret,
     sink::SinkStats,
 };
@@ -58,16 +58,12 @@ fn state(token: Option<&str>) -> Arc<ApiState> {
         ..Report::default()
     };
     report.anomalies_by_severity.insert("CRITICAL".into(), 1);
-    report.series.insert(
-        "web-1:9100".into(),
-        SeriesReport {
-            host: "web-1:9100".into(),
-            model_age_seconds: Some(12.0),
-            samples: 2,
-            anomalies: 1,
-            ..SeriesReport::default()
-        },
-    );
+    // web-1's model was made 12 s ago.
+    snap.series.get_mut("web-1:9100").unwrap().state = api::SeriesState {
+        warming_up: false,
+        short_history: false,
+        trained_at: Some(chrono::Utc::now().timestamp() - 12),
+    };
     snap.report = report;
     snap.prometheus_up = true;
     let st = ApiState::new(Arc::new(SinkStats::default()), token.map(Secret::new));
@@ -111,7 +107,11 @@ fn health_reports_readiness_details() {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["prometheus_reachable"], true);
     assert_eq!(v["spool_depth"], 0);
-    assert_eq!(v["model_age_seconds"]["web-1:9100"], 12.0);
+    let age = v["model_age_seconds"]["web-1:9100"].as_f64().unwrap();
+    assert!((12.0..=13.0).contains(&age), "{age}");
+    assert_eq!(v["series"], 2);
+    assert_eq!(v["warming_up"], serde_json::json!([]));
+    assert_eq!(v["short_history"], serde_json::json!([]));
 }
 
 #[test]

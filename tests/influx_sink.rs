@@ -70,6 +70,7 @@ fn sample_points_from(base: i64, i: i64) -> Vec<schema::Point> {
         detection: Some(&d),
         alert: false,
         threshold: 2.0,
+        short_history: false,
     })
 }
 

@@ -24,7 +24,7 @@ fn config(dir: &Path, prometheus: &str, extra: &str) -> PathBuf {
         &path,
         format!(
             "prometheus_url: {prometheus}\nprometheus_timeout: 2\nprometheus_retries: 0\n\
-             monitoring_interval: 1\nsimulation_after_failures: 2\nmin_history: 3\n\
+             monitoring_interval: 1\nsimulation_after_failures: 2\nmin_history: 3\ntraining_step: 1\n\
              log_dir: {logs}\nmodel_path: {models}/model.json\ndataset: {data}\n\
              {extra}",
             logs = dir.join("logs").display(),

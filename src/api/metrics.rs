@@ -135,7 +135,7 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
     );
     let mut gauges: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
     for (id, s) in &snap.series {
-        let Some(p) = s.points.back() else { continue };
+        let Some(p) = s.latest() else { continue };
         let labels = format!("{{series=\"{}\",host=\"{}\"}}", label(id), label(&s.host));
         let mut put = |name: &'static str, v: Option<f64>| {
             if let Some(v) = v.filter(|v| v.is_finite()) {
@@ -150,6 +150,10 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
         put(
             "cpu_anomaly_warming_up",
             Some(f64::from(u8::from(p.yhat.is_none()))),
+        );
+        put(
+            "cpu_anomaly_short_history",
+            Some(f64::from(u8::from(s.state.short_history))),
         );
     }
     for (name, help) in [
@@ -167,6 +171,10 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
         (
             "cpu_anomaly_warming_up",
             "1 while the series has no model yet.",
+        ),
+        (
+            "cpu_anomaly_short_history",
+            "1 while the series is judged by a short-history model (level and noise band).",
         ),
     ] {
         metric(

@@ -53,6 +53,9 @@ pub const FIELD_ACTUAL: &str = "actual";
 pub const FIELD_YHAT: &str = "yhat";
 /// Field: part of a sustained run (alert raised).
 pub const FIELD_ALERT: &str = "alert";
+/// Field: judged by a short-history model (a level and a noise band: less
+/// than two days of the host's own data).
+pub const FIELD_SHORT_HISTORY: &str = "short_history";
 
 /// Every measurement with its tags and fields (for validating queries).
 pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
@@ -76,6 +79,7 @@ pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
             FIELD_YHAT_LOWER,
             FIELD_YHAT_UPPER,
             FIELD_ALERT,
+            FIELD_SHORT_HISTORY,
         ],
     ),
 ];
@@ -199,6 +203,8 @@ pub struct Sample<'a> {
     pub alert: bool,
     /// Threshold multiplier.
     pub threshold: f64,
+    /// Judged by a short-history model.
+    pub short_history: bool,
 }
 
 /// The points of one sample: actual, forecasted, and the detection.
@@ -245,6 +251,7 @@ pub fn points(s: &Sample<'_>) -> Vec<Point> {
             (FIELD_YHAT_LOWER, FieldValue::Float(s.lower)),
             (FIELD_YHAT_UPPER, FieldValue::Float(s.upper)),
             (FIELD_ALERT, FieldValue::Bool(s.alert)),
+            (FIELD_SHORT_HISTORY, FieldValue::Bool(s.short_history)),
         ],
         timestamp: s.timestamp,
     });
@@ -307,6 +314,7 @@ mod tests {
             detection: Some(&d),
             alert: true,
             threshold: 2.0,
+            short_history: false,
         };
         let pts = points(&s);
         assert_eq!(pts.len(), 3);

@@ -1,37 +1,48 @@
-//! Prometheus HTTP API client: `/api/v1/query` and `/api/v1/query_range`,
-//! with a timeout and retries (connect errors and 5xx; a 4xx such as bad
-//! PromQL is final and carries Prometheus's own message).
+//! Prometheus HTTP API client (reqwest on tokio): instant queries for the
+//! poll, range queries for history, with a per-request timeout and retries
+//! (connect errors, 429 and 5xx; a 4xx such as bad PromQL is final and
+//! carries Prometheus's own message). Replies are parsed as a stream
+//! ([`reply`]), so a range query of any size is read in bounded memory.
+//! Works with anything that speaks the API (Prometheus, VictoriaMetrics,
+//! Thanos, Mimir).
+
+pub mod history;
+pub mod reply;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use serde::Deserialize;
+use futures_util::TryStreamExt;
 use thiserror::Error;
+
+use self::reply::{Envelope, ResultSink};
 
 /// Prometheus source settings.
 #[derive(Debug, Clone)]
 pub struct PrometheusSettings {
     /// Base URL of the Prometheus HTTP API.
     pub url: String,
-    /// Per-request timeout.
+    /// Per-request timeout (instant queries).
     pub timeout: Duration,
     /// Retries per request.
     pub retries: u32,
     /// PromQL whose every returned series is monitored.
     pub query: String,
-    /// History fetched with `query_range` to train a new series.
+    /// History fetched with `query_range` to train a series.
     pub history: Duration,
-    /// Failed polls in a row before switching to the simulation source.
-    pub simulation_after_failures: u32,
-    /// Own history a series needs before its model is fitted.
-    pub min_history: Duration,
-    /// How long a vanished series is kept before it is dropped.
-    pub series_grace_period: Duration,
+    /// Resolution of that history (the `step` of the range queries).
+    pub training_step: Duration,
 }
+
+/// Timeout of one range-query window: replies are up to a few MB and the
+/// server may evaluate the query over days for thousands of series.
+pub const RANGE_TIMEOUT_MIN: Duration = Duration::from_secs(60);
+/// Longest error body kept for a message.
+const ERROR_BODY_MAX: usize = 64 * 1024;
 
 /// Errors talking to Prometheus.
 #[derive(Debug, Error)]
 pub enum PromError {
-    /// No answer (connection refused, timeout, DNS).
+    /// No answer (connection refused, timeout, DNS, reply cut off).
     #[error("Prometheus at {url} is unreachable: {reason}")]
     Unreachable {
         /// Base URL.
@@ -63,10 +74,10 @@ pub enum PromError {
 
 impl PromError {
     /// Whether the server could not be reached at all (as opposed to
-    /// answering with an error).
+    /// answering with an error): worth retrying later.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, PromError::Unreachable { .. })
-            || matches!(self, PromError::Query { status, .. } if *status >= 500)
+            || matches!(self, PromError::Query { status, .. } if *status >= 500 || *status == 429)
     }
 }
 
@@ -80,57 +91,40 @@ pub struct Instant {
     pub labels: Labels,
     /// Unix seconds.
     pub timestamp: i64,
-    /// Value (NaN and ±Inf are dropped by the client).
+    /// Value (NaN and ±Inf are dropped).
     pub value: f64,
 }
 
-/// One series of a range query.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Range {
-    /// Labels.
-    pub labels: Labels,
-    /// (Unix seconds, value) in time order.
-    pub points: Vec<(i64, f64)>,
+/// Collects an instant query's result.
+#[derive(Default)]
+struct Instants {
+    out: Vec<Instant>,
+    labels: Option<Labels>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Reply {
-    status: String,
-    data: Option<Data>,
-    error_type: Option<String>,
-    error: Option<String>,
+impl ResultSink for Instants {
+    fn series(&mut self, labels: Labels) -> bool {
+        self.labels = Some(labels);
+        true
+    }
+    fn point(&mut self, t: f64, v: f64) {
+        if let Some(labels) = self.labels.take() {
+            self.out.push(Instant {
+                labels,
+                timestamp: t.floor() as i64,
+                value: v,
+            });
+        }
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Data {
-    result_type: String,
-    result: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct VectorItem {
-    metric: Labels,
-    value: (f64, String),
-}
-
-#[derive(Deserialize)]
-struct MatrixItem {
-    metric: Labels,
-    values: Vec<(f64, String)>,
-}
-
-/// A client for one Prometheus server.
+/// A client for one Prometheus server. Cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
-    agent: ureq::Agent,
+    http: reqwest::Client,
     retries: u32,
-}
-
-fn parse_value(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok().filter(|v| v.is_finite())
+    timeout: Duration,
 }
 
 impl Client {
@@ -138,15 +132,23 @@ impl Client {
     pub fn new(s: &PrometheusSettings) -> Client {
         Client {
             base: s.url.trim_end_matches('/').to_string(),
-            agent: ureq::AgentBuilder::new().timeout(s.timeout).build(),
+            // A builder only fails without a TLS backend or resolver, which
+            // this build always has; fall back to the default client anyway.
+            http: reqwest::Client::builder()
+                .connect_timeout(s.timeout)
+                .build()
+                .unwrap_or_default(),
             retries: s.retries,
+            timeout: s.timeout,
         }
     }
 
     /// The same client with another retry count (0: one attempt).
-    pub fn with_retries(mut self, retries: u32) -> Client {
-        self.retries = retries;
-        self
+    pub fn with_retries(&self, retries: u32) -> Client {
+        Client {
+            retries,
+            ..self.clone()
+        }
     }
 
     /// Base URL.
@@ -154,155 +156,220 @@ impl Client {
         &self.base
     }
 
-    fn get(&self, path: &str, query: &str, params: &[(&str, String)]) -> Result<Data, PromError> {
+    fn unreachable(&self, e: impl std::fmt::Display) -> PromError {
+        PromError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// POSTs a form (PromQL can be long: no URL limit) with retries on
+    /// connect errors, 429 and 5xx; returns a 2xx response or the error.
+    async fn post(
+        &self,
+        path: &str,
+        query: &str,
+        form: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<reqwest::Response, PromError> {
         let url = format!("{}{path}", self.base);
-        let mut k = 0;
+        let mut fields: Vec<(&str, &str)> = vec![("query", query)];
+        fields.extend(form.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut attempt = 0;
         loop {
-            let mut req = self.agent.get(&url).query("query", query);
-            for (name, v) in params {
-                req = req.query(name, v);
-            }
-            let res = req.call();
-            let (status, body) = match res {
-                Ok(r) => (r.status(), r.into_string()),
-                Err(ureq::Error::Status(s, r)) => (s, r.into_string()),
-                Err(ureq::Error::Transport(t)) => {
-                    if k < self.retries {
-                        k += 1;
-                        std::thread::sleep(Duration::from_millis(200 << k.min(5)));
-                        continue;
-                    }
-                    return Err(PromError::Unreachable {
-                        url: self.base.clone(),
-                        reason: t.to_string(),
-                    });
-                }
+            let res = self
+                .http
+                .post(&url)
+                .timeout(timeout)
+                .form(&fields)
+                .send()
+                .await;
+            let err = match res {
+                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) => error_reply(query, r).await,
+                Err(e) => self.unreachable(without_url(e)),
             };
-            if status >= 500 && k < self.retries {
-                k += 1;
-                std::thread::sleep(Duration::from_millis(200 << k.min(5)));
-                continue;
+            if !err.is_unreachable() || attempt >= self.retries {
+                return Err(err);
             }
-            let body = body.map_err(|e| PromError::Malformed {
-                query: query.into(),
-                what: format!("cannot read the body: {e}"),
-            })?;
-            return parse_reply(query, status, &body);
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
         }
     }
 
     /// Instant query at the server's "now".
-    pub fn query(&self, promql: &str) -> Result<Vec<Instant>, PromError> {
-        let data = self.get("/api/v1/query", promql, &[])?;
-        let malformed = |what: String| PromError::Malformed {
+    pub async fn query(&self, promql: &str) -> Result<Vec<Instant>, PromError> {
+        let resp = self
+            .post("/api/v1/query", promql, &[], self.timeout)
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(without_url(e)))?;
+        let mut sink = Instants::default();
+        let env = reply::parse_slice(&bytes, &mut sink).map_err(|e| PromError::Malformed {
             query: promql.into(),
-            what,
-        };
-        match data.result_type.as_str() {
-            "vector" => {
-                let items: Vec<VectorItem> = serde_json::from_value(data.result)
-                    .map_err(|e| malformed(format!("vector result: {e}")))?;
-                Ok(items
-                    .into_iter()
-                    .filter_map(|it| {
-                        parse_value(&it.value.1).map(|value| Instant {
-                            labels: it.metric,
-                            timestamp: it.value.0.floor() as i64,
-                            value,
-                        })
-                    })
-                    .collect())
-            }
-            "scalar" => {
-                let (t, v): (f64, String) = serde_json::from_value(data.result)
-                    .map_err(|e| malformed(format!("scalar result: {e}")))?;
-                Ok(parse_value(&v)
-                    .map(|value| Instant {
-                        labels: Labels::new(),
-                        timestamp: t.floor() as i64,
-                        value,
-                    })
-                    .into_iter()
-                    .collect())
-            }
-            other => Err(malformed(format!(
-                "result type {other:?}; the query must return an instant vector (one value per series)"
-            ))),
-        }
+            what: format!("not the API's JSON ({e})"),
+        })?;
+        check(promql, &env, &["vector", "scalar"])?;
+        Ok(sink.out)
     }
 
-    /// Range query over [start, end] (Unix seconds) at `step` seconds.
-    pub fn query_range(
+    /// Range query over [start, end] (Unix seconds) at `step` seconds, its
+    /// result streamed into `sink` (parsed on a blocking thread while the
+    /// body arrives). Retried like any request, also when the body is cut
+    /// off; a sink must therefore accept the same points twice.
+    pub async fn query_range_into<S: ResultSink + Send + 'static>(
         &self,
         promql: &str,
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<Vec<Range>, PromError> {
-        let data = self.get(
-            "/api/v1/query_range",
-            promql,
-            &[
-                ("start", start.to_string()),
-                ("end", end.to_string()),
-                ("step", step.max(1).to_string()),
-            ],
-        )?;
-        if data.result_type != "matrix" {
-            return Err(PromError::Malformed {
-                query: promql.into(),
-                what: format!("result type {:?}, expected matrix", data.result_type),
-            });
-        }
-        let items: Vec<MatrixItem> =
-            serde_json::from_value(data.result).map_err(|e| PromError::Malformed {
-                query: promql.into(),
-                what: format!("matrix result: {e}"),
-            })?;
-        Ok(items
-            .into_iter()
-            .map(|it| Range {
-                labels: it.metric,
-                points: it
-                    .values
-                    .into_iter()
-                    .filter_map(|(t, v)| parse_value(&v).map(|v| (t.floor() as i64, v)))
-                    .collect(),
+        mut sink: S,
+    ) -> (S, Result<(), PromError>) {
+        let form = [
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.max(1).to_string()),
+        ];
+        let timeout = self.timeout.max(RANGE_TIMEOUT_MIN);
+        let mut attempt = 0;
+        loop {
+            let resp = match self
+                .post("/api/v1/query_range", promql, &form, timeout)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return (sink, Err(e)),
+            };
+            let stream = resp.bytes_stream().map_err(std::io::Error::other);
+            let reader =
+                tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            let joined = tokio::task::spawn_blocking(move || {
+                let r = reply::parse_reader(std::io::BufReader::new(reader), &mut sink);
+                (sink, r)
             })
-            .collect())
+            .await;
+            let (s, parsed) = match joined {
+                Ok(x) => x,
+                Err(e) => {
+                    // The parsing thread panicked or was cancelled: the sink
+                    // is gone with it.
+                    panic!("range reply parser failed: {e}");
+                }
+            };
+            sink = s;
+            let err = match parsed {
+                Ok(env) => return (sink, check(promql, &env, &["matrix"])),
+                // The body stopped arriving (timeout, reset): retry.
+                Err(e) if e.is_io() => self.unreachable(format!("reply cut off: {e}")),
+                Err(e) => {
+                    return (
+                        sink,
+                        Err(PromError::Malformed {
+                            query: promql.into(),
+                            what: format!("not the API's JSON ({e})"),
+                        }),
+                    )
+                }
+            };
+            if attempt >= self.retries {
+                return (sink, Err(err));
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+        }
     }
 }
 
-fn parse_reply(query: &str, status: u16, body: &str) -> Result<Data, PromError> {
-    let reply: Reply = match serde_json::from_str(body) {
-        Ok(r) => r,
-        Err(e) => {
-            if status >= 400 {
-                return Err(PromError::Query {
-                    query: query.into(),
-                    status,
-                    error_type: "http".into(),
-                    message: body.trim().chars().take(500).collect(),
-                });
-            }
-            return Err(PromError::Malformed {
-                query: query.into(),
-                what: format!("not the API's JSON ({e})"),
-            });
+/// reqwest's message and its causes, without the URL (the request is a
+/// POST, but keep PromQL out of messages all the same).
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The error a non-2xx reply stands for, with Prometheus's own message.
+async fn error_reply(query: &str, r: reqwest::Response) -> PromError {
+    let status = r.status().as_u16();
+    let mut body = Vec::new();
+    let mut stream = r.bytes_stream();
+    while let Ok(Some(chunk)) = stream.try_next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= ERROR_BODY_MAX {
+            body.truncate(ERROR_BODY_MAX);
+            break;
         }
-    };
-    if reply.status != "success" || status >= 400 {
-        return Err(PromError::Query {
+    }
+    parse_error(query, status, &body)
+}
+
+/// A non-2xx reply as an error: the API's JSON error if it is one, else the
+/// start of the body.
+fn parse_error(query: &str, status: u16, body: &[u8]) -> PromError {
+    struct Nothing;
+    impl ResultSink for Nothing {
+        fn series(&mut self, _: Labels) -> bool {
+            false
+        }
+        fn point(&mut self, _: f64, _: f64) {}
+    }
+    match reply::parse_slice(body, &mut Nothing) {
+        Ok(env) => PromError::Query {
             query: query.into(),
             status,
-            error_type: reply.error_type.unwrap_or_else(|| "unknown".into()),
-            message: reply.error.unwrap_or_else(|| "no message".into()),
+            error_type: env.error_type.unwrap_or_else(|| "unknown".into()),
+            message: env.error.unwrap_or_else(|| "no message".into()),
+        },
+        Err(_) => PromError::Query {
+            query: query.into(),
+            status,
+            error_type: "http".into(),
+            message: String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(500)
+                .collect(),
+        },
+    }
+}
+
+/// A 2xx reply's envelope must say success and a result type in `types`.
+fn check(query: &str, env: &Envelope, types: &[&str]) -> Result<(), PromError> {
+    if env.status != "success" {
+        return Err(PromError::Query {
+            query: query.into(),
+            status: 200,
+            error_type: env.error_type.clone().unwrap_or_else(|| "unknown".into()),
+            message: env.error.clone().unwrap_or_else(|| "no message".into()),
         });
     }
-    reply.data.ok_or_else(|| PromError::Malformed {
-        query: query.into(),
-        what: "status success without data".into(),
-    })
+    match env.result_type.as_deref() {
+        Some(t) if types.contains(&t) => Ok(()),
+        Some(t) => Err(PromError::Malformed {
+            query: query.into(),
+            what: format!(
+                "result type {t:?}; expected {}{}",
+                types.join(" or "),
+                if types.contains(&"vector") {
+                    " (the query must return one value per series)"
+                } else {
+                    ""
+                }
+            ),
+        }),
+        None => Err(PromError::Malformed {
+            query: query.into(),
+            what: "status success without data".into(),
+        }),
+    }
 }
 
 /// A stable id for a series: `instance` when it is the only label,
@@ -332,8 +399,8 @@ mod tests {
 
     #[test]
     fn error_reply_carries_prometheus_message() {
-        let body = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unexpected end of input"}"#;
-        let e = parse_reply("rate(x", 400, body).err().unwrap();
+        let body = br#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unexpected end of input"}"#;
+        let e = parse_error("rate(x", 400, body);
         let text = e.to_string();
         assert!(text.contains("bad_data"), "{text}");
         assert!(text.contains("parse error"), "{text}");
@@ -341,19 +408,35 @@ mod tests {
     }
 
     #[test]
-    fn non_json_replies_are_errors_not_panics() {
-        assert!(matches!(
-            parse_reply("up", 200, "<html>").err().unwrap(),
-            PromError::Malformed { .. }
-        ));
-        let e = parse_reply("up", 502, "Bad Gateway").err().unwrap();
+    fn non_json_error_replies_keep_the_body() {
+        let e = parse_error("up", 502, b"Bad Gateway");
         assert!(e.is_unreachable());
         assert!(e.to_string().contains("Bad Gateway"));
+        assert!(parse_error("up", 429, b"slow down").is_unreachable());
+    }
+
+    #[test]
+    fn envelopes_must_be_success_of_the_right_type() {
+        let env = |status: &str, t: Option<&str>| Envelope {
+            status: status.into(),
+            result_type: t.map(String::from),
+            ..Envelope::default()
+        };
+        assert!(check("up", &env("success", Some("vector")), &["vector"]).is_ok());
+        let e = check(
+            "up[5m]",
+            &env("success", Some("matrix")),
+            &["vector", "scalar"],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("one value per series"), "{e}");
         assert!(matches!(
-            parse_reply("up", 200, r#"{"status":"success"}"#)
-                .err()
-                .unwrap(),
-            PromError::Malformed { .. }
+            check("up", &env("success", None), &["vector"]),
+            Err(PromError::Malformed { .. })
+        ));
+        assert!(matches!(
+            check("up", &env("error", None), &["vector"]),
+            Err(PromError::Query { .. })
         ));
     }
 

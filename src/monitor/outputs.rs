@@ -1,0 +1,377 @@
+//! Where judged samples go. The poll loop makes one [`Judged`] record per
+//! sample and hands it to every [`Output`]: the sink (InfluxDB or the
+//! line-protocol file), the JSON-lines logs, the HTTP API and the live line
+//! on stdout. Each output batches what it needs and acts once per poll.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufWriter, Write},
+    path::Path,
+    sync::Arc,
+};
+
+use serde::Serialize;
+
+use super::{failover::SourceKind, horizon::Band, table::Counts};
+use crate::{
+    api::{self, ApiState},
+    detect::{Detection, Severity},
+    sink::{schema, SinkHandle},
+    status::Report,
+};
+
+/// One sample as judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    /// Series id.
+    pub series: &'a str,
+    /// Host tag.
+    pub host: &'a str,
+    /// Where it came from.
+    pub source: SourceKind,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// Value, percent.
+    pub actual: f64,
+    /// The band (`None` while warming up).
+    pub band: Option<Band>,
+    /// The verdict (`None` while warming up).
+    pub detection: Option<Detection>,
+    /// An alert was raised with it.
+    pub alert: bool,
+    /// Judged by a short-history model.
+    pub short_history: bool,
+    /// When the series' model was made (Unix seconds).
+    pub trained_at: Option<i64>,
+    /// The threshold multiplier.
+    pub threshold: f64,
+}
+
+/// What a poll ended with.
+#[derive(Debug, Clone, Copy)]
+pub struct PollEnd<'a> {
+    /// Wall clock, Unix seconds.
+    pub now: i64,
+    /// Source of this poll.
+    pub source: SourceKind,
+    /// Series counts.
+    pub counts: Counts,
+    /// The run's counters.
+    pub report: &'a Report,
+    /// Series dropped this poll.
+    pub dropped: &'a [Arc<str>],
+    /// Prometheus answered this poll.
+    pub prometheus_up: bool,
+}
+
+/// A consumer of judged samples.
+pub trait Output {
+    /// One judged sample.
+    fn record(&mut self, j: &Judged<'_>);
+    /// The poll is over.
+    fn end_poll(&mut self, end: &PollEnd<'_>);
+}
+
+/// Line protocol to the sink thread, one message per poll.
+pub struct SinkOutput<'a> {
+    sink: &'a SinkHandle,
+    batch: Vec<schema::Point>,
+}
+
+impl<'a> SinkOutput<'a> {
+    /// Writes to `sink`.
+    pub fn new(sink: &'a SinkHandle) -> Self {
+        SinkOutput {
+            sink,
+            batch: Vec::new(),
+        }
+    }
+}
+
+impl Output for SinkOutput<'_> {
+    fn record(&mut self, j: &Judged<'_>) {
+        let b = j.band.unwrap_or(Band {
+            yhat: f64::NAN,
+            lower: f64::NAN,
+            upper: f64::NAN,
+        });
+        self.batch.extend(schema::points(&schema::Sample {
+            host: j.host,
+            source: j.source.as_str(),
+            timestamp: j.timestamp,
+            actual: j.actual,
+            yhat: b.yhat,
+            lower: b.lower,
+            upper: b.upper,
+            detection: j.detection.as_ref(),
+            alert: j.alert,
+            threshold: j.threshold,
+            short_history: j.short_history,
+        }));
+    }
+
+    fn end_poll(&mut self, _: &PollEnd<'_>) {
+        if !self.batch.is_empty() {
+            self.sink.send(std::mem::take(&mut self.batch));
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MetricLine<'a> {
+    timestamp: String,
+    series: &'a str,
+    host: &'a str,
+    source: &'a str,
+    cpu_usage: f64,
+    yhat: Option<f64>,
+    yhat_lower: Option<f64>,
+    yhat_upper: Option<f64>,
+    warming_up: bool,
+    short_history: bool,
+}
+
+#[derive(Serialize)]
+struct AnomalyLine<'a> {
+    timestamp: String,
+    series: &'a str,
+    host: &'a str,
+    source: &'a str,
+    cpu_usage: f64,
+    yhat: f64,
+    lower_threshold: f64,
+    upper_threshold: f64,
+    score: f64,
+    confidence: f64,
+    severity: &'a str,
+    direction: &'a str,
+    alert: bool,
+    short_history: bool,
+}
+
+/// `metrics.jsonl` (every sample) and `anomalies.jsonl` (flagged ones),
+/// flushed once per poll.
+pub struct LogFiles {
+    metrics: BufWriter<File>,
+    anomalies: BufWriter<File>,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl LogFiles {
+    /// Opens (appends to) both files in `dir`.
+    pub fn open(dir: &Path) -> Result<LogFiles, (std::path::PathBuf, std::io::Error)> {
+        let m = dir.join("metrics.jsonl");
+        let a = dir.join("anomalies.jsonl");
+        Ok(LogFiles {
+            metrics: BufWriter::new(open_append(&m).map_err(|e| (m, e))?),
+            anomalies: BufWriter::new(open_append(&a).map_err(|e| (a, e))?),
+        })
+    }
+
+    /// Writes what is buffered.
+    pub fn flush(&mut self) {
+        for (name, f) in [
+            ("metrics.jsonl", &mut self.metrics),
+            ("anomalies.jsonl", &mut self.anomalies),
+        ] {
+            if let Err(e) = f.flush() {
+                tracing::error!("cannot write {name}: {e}");
+            }
+        }
+    }
+}
+
+fn write_json_line(f: &mut impl Write, v: &impl Serialize) {
+    if let Ok(mut s) = serde_json::to_string(v) {
+        s.push('\n');
+        if let Err(e) = f.write_all(s.as_bytes()) {
+            tracing::error!("cannot append to a log file: {e}");
+        }
+    }
+}
+
+impl Output for LogFiles {
+    fn record(&mut self, j: &Judged<'_>) {
+        let ts = crate::dataset::format_ts(j.timestamp);
+        write_json_line(
+            &mut self.metrics,
+            &MetricLine {
+                timestamp: ts.clone(),
+                series: j.series,
+                host: j.host,
+                source: j.source.as_str(),
+                cpu_usage: j.actual,
+                yhat: j.band.map(|b| b.yhat),
+                yhat_lower: j.band.map(|b| b.lower),
+                yhat_upper: j.band.map(|b| b.upper),
+                warming_up: j.band.is_none(),
+                short_history: j.short_history,
+            },
+        );
+        if let (Some(d), Some(b)) = (&j.detection, j.band) {
+            if d.is_anomaly {
+                write_json_line(
+                    &mut self.anomalies,
+                    &AnomalyLine {
+                        timestamp: ts,
+                        series: j.series,
+                        host: j.host,
+                        source: j.source.as_str(),
+                        cpu_usage: j.actual,
+                        yhat: b.yhat,
+                        lower_threshold: d.lower_threshold,
+                        upper_threshold: d.upper_threshold,
+                        score: d.score,
+                        confidence: d.confidence,
+                        severity: d.severity.as_str(),
+                        direction: d.direction.as_str(),
+                        alert: j.alert,
+                        short_history: j.short_history,
+                    },
+                );
+            }
+        }
+    }
+
+    fn end_poll(&mut self, _: &PollEnd<'_>) {
+        self.flush();
+    }
+}
+
+/// The HTTP API's snapshot, published once per poll.
+pub struct ApiOutput {
+    state: Arc<ApiState>,
+    points: Vec<api::Published>,
+}
+
+impl ApiOutput {
+    /// Publishes to `state`.
+    pub fn new(state: Arc<ApiState>) -> Self {
+        ApiOutput {
+            state,
+            points: Vec::new(),
+        }
+    }
+}
+
+impl Output for ApiOutput {
+    fn record(&mut self, j: &Judged<'_>) {
+        let d = j.detection.as_ref();
+        self.points.push(api::Published {
+            series: j.series.to_string(),
+            host: j.host.to_string(),
+            point: api::SeriesPoint {
+                timestamp: j.timestamp,
+                actual: j.actual,
+                yhat: j.band.map(|b| b.yhat),
+                yhat_lower: j.band.map(|b| b.lower),
+                yhat_upper: j.band.map(|b| b.upper),
+                score: d.map(|d| d.score),
+                is_anomaly: d.is_some_and(|d| d.is_anomaly),
+                severity: d.map(|d| d.severity.as_str()),
+            },
+            alert: j.alert,
+            state: api::SeriesState {
+                warming_up: j.band.is_none(),
+                short_history: j.short_history,
+                trained_at: j.trained_at,
+            },
+        });
+    }
+
+    fn end_poll(&mut self, end: &PollEnd<'_>) {
+        let dropped: Vec<String> = end.dropped.iter().map(|d| d.to_string()).collect();
+        self.state.publish(
+            std::mem::take(&mut self.points),
+            &dropped,
+            end.prometheus_up,
+            end.report,
+            end.counts.warming,
+        );
+    }
+}
+
+/// Flagged samples listed on the live line at most; the rest are counted.
+const LIVE_LIST: usize = 5;
+
+/// One line per poll on stdout.
+#[derive(Default)]
+pub struct LiveLine {
+    flagged: usize,
+    listed: Vec<String>,
+}
+
+impl Output for LiveLine {
+    fn record(&mut self, j: &Judged<'_>) {
+        let Some(d) = j.detection.filter(|d| d.is_anomaly) else {
+            return;
+        };
+        self.flagged += 1;
+        // Alerts and CRITICAL samples are listed before the line fills up
+        // with others (at most four times as many).
+        let wanted = self.listed.len() < LIVE_LIST || d.severity == Severity::Critical || j.alert;
+        if wanted && self.listed.len() < 4 * LIVE_LIST {
+            self.listed.push(format!(
+                "{} {:.1}% {} (score {:.2}){}",
+                j.host,
+                j.actual,
+                d.severity.as_str(),
+                d.score,
+                if j.alert { " ALERT" } else { "" }
+            ));
+        }
+    }
+
+    fn end_poll(&mut self, end: &PollEnd<'_>) {
+        let c = end.counts;
+        let mut state = format!("{} series", c.series);
+        if c.series > 0 {
+            let mut parts = Vec::new();
+            if c.warming > 0 {
+                let mut w = format!("{} warming up", c.warming);
+                if c.fetching + c.fitting > 0 {
+                    w.push_str(&format!(": {} fetching, {} fitting", c.fetching, c.fitting));
+                }
+                parts.push(w);
+            }
+            if c.short > 0 {
+                parts.push(format!("{} short history", c.short));
+            }
+            if !parts.is_empty() {
+                state.push_str(&format!(" ({})", parts.join(", ")));
+            }
+        }
+        let anomalies = if self.flagged == 0 {
+            "no anomalies".to_string()
+        } else {
+            let more = self.flagged.saturating_sub(self.listed.len());
+            format!(
+                "{} anomalies: {}{}",
+                self.flagged,
+                self.listed.join("; "),
+                if more > 0 {
+                    format!("; … {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        println!(
+            "{} | {} | {state} | {anomalies} | written {} spooled {} | poll {:.3}s",
+            crate::dataset::format_ts(end.now),
+            if end.source == SourceKind::Simulation {
+                "SIMULATION"
+            } else {
+                "prometheus"
+            },
+            end.report.points_written,
+            end.report.spool_depth,
+            end.report.last_tick_seconds
+        );
+        self.flagged = 0;
+        self.listed.clear();
+    }
+}

@@ -1,0 +1,813 @@
+//! The series table: every series the monitor knows, with its model, band
+//! and alert state, and a due-queue of what each needs next (train, refit,
+//! a new horizon, the grace-period check). A poll touches only the series it
+//! has samples for and the tasks that fell due: O(1) per series per poll.
+//!
+//! Pure state on a caller-supplied clock (milliseconds), so every rule is
+//! tested with a fake clock:
+//! - a new series is due to train at once; a vanished one is dropped once
+//!   it has not been seen for the grace period;
+//! - after a fit: a refit after `retrain` (short-history stages sooner, as
+//!   their history grows), a new horizon when half of it is used, a forecast
+//!   table (MSTL) refitted before it runs out;
+//! - too little history: retried once it can have enough; a failure: retried
+//!   with exponential backoff, the old model (if any) kept meanwhile;
+//! - one task in flight per series.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    sync::Arc,
+};
+
+use super::horizon::{Compact, Horizon};
+use crate::{detect::AlertPolicy, source::prometheus::Labels};
+
+/// Index of a series in the table.
+pub type Slot = u32;
+
+/// First retry after a failed fetch or fit, ms; doubles per failure.
+const BACKOFF_BASE_MS: i64 = 30_000;
+/// Longest retry wait, ms.
+const BACKOFF_MAX_MS: i64 = 15 * 60_000;
+/// A horizon that falls due while a fit is in flight waits this long, ms.
+const DEFER_MS: i64 = 30_000;
+/// A train that falls due while a horizon is being drawn (milliseconds of
+/// work) waits this long, ms.
+const DEFER_TRAIN_MS: i64 = 1_000;
+
+/// Where a series' samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A Prometheus series.
+    Prometheus,
+    /// The simulated source.
+    Simulation,
+}
+
+/// What is in flight for a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing.
+    None,
+    /// History being fetched.
+    Fetch,
+    /// Waiting for a model worker.
+    Fit,
+    /// A new horizon being drawn.
+    Horizon,
+}
+
+/// A series' model and where it came from.
+#[derive(Debug, Clone)]
+pub struct SeriesModel {
+    /// The forecaster.
+    pub compact: Compact,
+    /// When it was made (Unix seconds).
+    pub trained_at: i64,
+    /// What it was trained on, for logs and reports.
+    pub trained_on: Arc<str>,
+}
+
+/// One series.
+#[derive(Debug)]
+pub struct Entry {
+    /// Series id.
+    pub id: Arc<str>,
+    /// Host tag.
+    pub host: Arc<str>,
+    /// Labels (empty for simulated series).
+    pub labels: Labels,
+    /// Source.
+    pub origin: Origin,
+    /// Model, once there is one.
+    pub model: Option<Arc<SeriesModel>>,
+    /// Band for the coming hours.
+    pub horizon: Option<Arc<Horizon>>,
+    /// Alert state.
+    pub policy: AlertPolicy,
+    /// Last sample (table clock, ms).
+    pub last_seen: i64,
+    /// In flight.
+    pub pending: Pending,
+    /// Failures in a row.
+    pub failures: u32,
+    /// "Not enough history" was logged.
+    pub said_not_yet: bool,
+    /// Samples seen.
+    pub samples: u64,
+    /// Samples flagged.
+    pub anomalies: u64,
+    generation: u32,
+    /// The train and horizon tasks that count (earlier ones in the queue
+    /// were superseded).
+    next_train: i64,
+    next_horizon: i64,
+}
+
+/// What fell due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// Fetch history and fit (`first`: the series has no model yet).
+    Train {
+        /// No model yet.
+        first: bool,
+    },
+    /// Draw a new horizon from the model.
+    Horizon,
+}
+
+/// A due task for a live series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The series.
+    pub slot: Slot,
+    /// Its generation (stale answers are ignored).
+    pub generation: u32,
+    /// What to do.
+    pub task: Task,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Train,
+    Horizon,
+    Vanish,
+}
+
+/// Timing rules, ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Refit period.
+    pub retrain: i64,
+    /// Unseen this long: dropped.
+    pub grace: i64,
+    /// Own history a series needs.
+    pub min_history: i64,
+    /// Training grid step.
+    pub step: i64,
+}
+
+/// Series counts, kept as the table changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Series known.
+    pub series: usize,
+    /// Without a model (warming up).
+    pub warming: usize,
+    /// Fetching history.
+    pub fetching: usize,
+    /// Waiting for or in a fit.
+    pub fitting: usize,
+    /// Judged with a short-history model.
+    pub short: usize,
+}
+
+/// The table.
+#[derive(Debug)]
+pub struct Table {
+    timing: Timing,
+    index: HashMap<Arc<str>, Slot>,
+    entries: Vec<Option<Entry>>,
+    generations: Vec<u32>,
+    free: Vec<Slot>,
+    queue: BinaryHeap<Reverse<(i64, Slot, u32, Kind)>>,
+    counts: Counts,
+}
+
+/// A series seen for the first time.
+#[derive(Debug)]
+pub struct NewSeries {
+    /// Host tag.
+    pub host: Arc<str>,
+    /// Labels.
+    pub labels: Labels,
+    /// Source.
+    pub origin: Origin,
+    /// Alert state.
+    pub policy: AlertPolicy,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new(timing: Timing) -> Table {
+        Table {
+            timing,
+            index: HashMap::new(),
+            entries: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            queue: BinaryHeap::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// The timing rules.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Counts.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Slot of `id`, if known.
+    pub fn slot(&self, id: &str) -> Option<Slot> {
+        self.index.get(id).copied()
+    }
+
+    /// The entry in `slot`.
+    pub fn get(&self, slot: Slot) -> Option<&Entry> {
+        self.entries.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// The entry in `slot`, mutable (model, horizon and pending go through
+    /// the `on_*` methods, which keep the counts).
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Entry> {
+        self.entries.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    /// The entry in `slot` if it is still generation `generation`.
+    fn live(&mut self, slot: Slot, generation: u32) -> Option<&mut Entry> {
+        self.get_mut(slot).filter(|e| e.generation == generation)
+    }
+
+    /// Every live entry.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().flatten()
+    }
+
+    fn push(&mut self, at: i64, slot: Slot, kind: Kind) {
+        let generation = self.generations[slot as usize];
+        self.queue.push(Reverse((at, slot, generation, kind)));
+    }
+
+    /// Records a sample of `id` at `now`; a new series is created with
+    /// `make()` and is due to train at once. Returns its slot and whether it
+    /// is new.
+    pub fn observe(
+        &mut self,
+        id: &str,
+        now: i64,
+        make: impl FnOnce() -> NewSeries,
+    ) -> (Slot, bool) {
+        if let Some(&slot) = self.index.get(id) {
+            if let Some(e) = self.entries[slot as usize].as_mut() {
+                e.last_seen = now;
+                e.samples += 1;
+            }
+            return (slot, false);
+        }
+        let n = make();
+        let id: Arc<str> = Arc::from(id);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.entries.push(None);
+                self.generations.push(0);
+                (self.entries.len() - 1) as Slot
+            }
+        };
+        let generation = self.generations[slot as usize].wrapping_add(1);
+        self.generations[slot as usize] = generation;
+        self.entries[slot as usize] = Some(Entry {
+            id: id.clone(),
+            host: n.host,
+            labels: n.labels,
+            origin: n.origin,
+            model: None,
+            horizon: None,
+            policy: n.policy,
+            last_seen: now,
+            pending: Pending::None,
+            failures: 0,
+            said_not_yet: false,
+            samples: 1,
+            anomalies: 0,
+            generation,
+            next_train: now,
+            next_horizon: i64::MAX,
+        });
+        self.index.insert(id, slot);
+        self.counts.series += 1;
+        self.counts.warming += 1;
+        self.push(now, slot, Kind::Train);
+        self.push(now + self.timing.grace, slot, Kind::Vanish);
+        (slot, true)
+    }
+
+    /// Pops every task due at `now`. Returns the tasks to run and the ids of
+    /// series dropped for not being seen for the grace period.
+    pub fn take_due(&mut self, now: i64) -> (Vec<Due>, Vec<Arc<str>>) {
+        let mut due = Vec::new();
+        let mut dropped = Vec::new();
+        while let Some(&Reverse((at, slot, generation, kind))) = self.queue.peek() {
+            if at > now {
+                break;
+            }
+            self.queue.pop();
+            let grace = self.timing.grace;
+            let Some(e) = self.live(slot, generation) else {
+                continue;
+            };
+            match kind {
+                Kind::Vanish => {
+                    if now - e.last_seen >= grace {
+                        dropped.push(e.id.clone());
+                        self.remove(slot);
+                    } else {
+                        let at = e.last_seen + grace;
+                        self.push(at, slot, Kind::Vanish);
+                    }
+                }
+                Kind::Train if at != e.next_train => {}
+                Kind::Horizon if at != e.next_horizon => {}
+                Kind::Train => match e.pending {
+                    Pending::None => {
+                        let first = e.model.is_none();
+                        self.set_pending(slot, Pending::Fetch);
+                        due.push(Due {
+                            slot,
+                            generation,
+                            task: Task::Train { first },
+                        });
+                    }
+                    // The fit in flight schedules the next train.
+                    Pending::Fetch | Pending::Fit => {}
+                    Pending::Horizon => self.schedule_train(slot, now + DEFER_TRAIN_MS),
+                },
+                Kind::Horizon => match (e.pending, e.model.is_some()) {
+                    (Pending::None, true) => {
+                        self.set_pending(slot, Pending::Horizon);
+                        due.push(Due {
+                            slot,
+                            generation,
+                            task: Task::Horizon,
+                        });
+                    }
+                    (Pending::None, false) => {}
+                    // Keep drawing bands if the fit in flight fails.
+                    _ => self.defer_horizon(slot, now + DEFER_MS),
+                },
+            }
+        }
+        (due, dropped)
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        if let Some(e) = self.entries[slot as usize].take() {
+            self.index.remove(&e.id);
+            self.free.push(slot);
+            self.counts.series -= 1;
+            if e.model.is_none() {
+                self.counts.warming -= 1;
+            }
+            if e.model
+                .as_ref()
+                .is_some_and(|m| m.compact.is_short_history())
+            {
+                self.counts.short -= 1;
+            }
+            match e.pending {
+                Pending::Fetch => self.counts.fetching -= 1,
+                Pending::Fit => self.counts.fitting -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Marks what is in flight for `slot` (keeps the counts).
+    pub fn set_pending(&mut self, slot: Slot, p: Pending) {
+        let Some(e) = self.entries.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match e.pending {
+            Pending::Fetch => self.counts.fetching -= 1,
+            Pending::Fit => self.counts.fitting -= 1,
+            _ => {}
+        }
+        e.pending = p;
+        match p {
+            Pending::Fetch => self.counts.fetching += 1,
+            Pending::Fit => self.counts.fitting += 1,
+            _ => {}
+        }
+    }
+
+    /// History arrived for `slot`: it waits for a model worker now.
+    pub fn on_fetched(&mut self, slot: Slot, generation: u32) {
+        if self.live(slot, generation).is_some() {
+            self.set_pending(slot, Pending::Fit);
+        }
+    }
+
+    /// A model (and its first horizon) for `slot`, fitted at `now`.
+    /// Schedules the refit (after `refit_in` ms if given, else by the
+    /// rules) and the next horizon.
+    pub fn on_model(
+        &mut self,
+        slot: Slot,
+        generation: u32,
+        model: Arc<SeriesModel>,
+        horizon: Arc<Horizon>,
+        now: i64,
+        refit_in: Option<i64>,
+    ) {
+        let t = self.timing;
+        let Some(e) = self.live(slot, generation) else {
+            return;
+        };
+        let was_warming = e.model.is_none();
+        let was_short = e
+            .model
+            .as_ref()
+            .is_some_and(|m| m.compact.is_short_history());
+        let is_short = model.compact.is_short_history();
+        // A short history is refitted as it doubles (each fit then sees
+        // twice the data), a table before it runs out.
+        let mut refit = t.retrain;
+        if is_short {
+            let have = 1000 * model.compact.points as i64 * t.step;
+            refit = refit.min(have.max(t.min_history));
+        }
+        if let Some(end) = model.compact.table_end() {
+            let left = 1000 * (end - horizon.start) - 1000 * super::horizon::HORIZON_SECONDS;
+            refit = refit.min(left.max(t.step * 1000));
+        }
+        e.model = Some(model);
+        e.horizon = Some(horizon.clone());
+        e.failures = 0;
+        e.said_not_yet = false;
+        self.set_pending(slot, Pending::None);
+        if was_warming {
+            self.counts.warming -= 1;
+        }
+        self.counts.short = self.counts.short + usize::from(is_short) - usize::from(was_short);
+        self.schedule_train(slot, now + refit_in.unwrap_or(refit).max(0));
+        self.schedule_horizon(slot, &horizon, now);
+    }
+
+    fn schedule_train(&mut self, slot: Slot, at: i64) {
+        if let Some(e) = self.get_mut(slot) {
+            e.next_train = at;
+        }
+        self.push(at, slot, Kind::Train);
+    }
+
+    fn defer_horizon(&mut self, slot: Slot, at: i64) {
+        if let Some(e) = self.get_mut(slot) {
+            e.next_horizon = at;
+        }
+        self.push(at, slot, Kind::Horizon);
+    }
+
+    fn schedule_horizon(&mut self, slot: Slot, horizon: &Horizon, now: i64) {
+        // The grid is in data time (s), the clock in ms: the refresh is due
+        // when half of the grid's span has passed on the clock.
+        let at = now + (1000 * (horizon.refresh_at() - horizon.start)).max(1000);
+        if let Some(e) = self.get_mut(slot) {
+            e.next_horizon = at;
+        }
+        self.push(at, slot, Kind::Horizon);
+    }
+
+    /// A new horizon for `slot`.
+    pub fn on_horizon(&mut self, slot: Slot, generation: u32, horizon: Arc<Horizon>, now: i64) {
+        let Some(e) = self.live(slot, generation) else {
+            return;
+        };
+        e.horizon = Some(horizon.clone());
+        if e.pending == Pending::Horizon {
+            self.set_pending(slot, Pending::None);
+        }
+        self.schedule_horizon(slot, &horizon, now);
+    }
+
+    /// `slot` has `have` seconds of history, less than it needs: tried again
+    /// once it can have enough. Returns whether this is news (first time).
+    pub fn on_not_yet(&mut self, slot: Slot, generation: u32, have: i64, now: i64) -> bool {
+        let t = self.timing;
+        let Some(e) = self.live(slot, generation) else {
+            return false;
+        };
+        let news = !std::mem::replace(&mut e.said_not_yet, true);
+        self.set_pending(slot, Pending::None);
+        let wait = (t.min_history - 1000 * have).max(t.step * 1000).max(1000);
+        self.schedule_train(slot, now + wait);
+        news
+    }
+
+    /// Fetching or fitting `slot` failed: retried with backoff; returns the
+    /// wait in ms.
+    pub fn on_failed(&mut self, slot: Slot, generation: u32, now: i64) -> i64 {
+        let t = self.timing;
+        let Some(e) = self.live(slot, generation) else {
+            return 0;
+        };
+        e.failures = e.failures.saturating_add(1);
+        // Never later than the next regular refit would be.
+        let base = BACKOFF_BASE_MS.min(t.retrain).max(1000);
+        let wait = (base << (e.failures - 1).min(10)).min(BACKOFF_MAX_MS);
+        self.set_pending(slot, Pending::None);
+        self.schedule_train(slot, now + wait);
+        wait
+    }
+
+    /// A horizon could not be drawn: retried soon.
+    pub fn on_horizon_failed(&mut self, slot: Slot, generation: u32, now: i64) {
+        if self.live(slot, generation).is_some() {
+            self.set_pending(slot, Pending::None);
+            self.defer_horizon(slot, now + BACKOFF_BASE_MS);
+        }
+    }
+
+    /// Tasks queued (for reports).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Generation of the entry in `slot`.
+    pub fn generation(&self, slot: Slot) -> u32 {
+        self.generations.get(slot as usize).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataset::Unit,
+        forecast::{Forecast, LevelModel, Model},
+    };
+
+    const MIN: i64 = 60_000;
+
+    fn timing() -> Timing {
+        Timing {
+            retrain: 24 * 60 * MIN,
+            grace: 5 * MIN,
+            min_history: 60 * MIN,
+            step: 300,
+        }
+    }
+
+    fn new_series() -> NewSeries {
+        NewSeries {
+            host: Arc::from("h"),
+            labels: Labels::new(),
+            origin: Origin::Prometheus,
+            policy: AlertPolicy::new(3),
+        }
+    }
+
+    /// A model of `hours` of 5-minute history ending at `end` (s), with a
+    /// six-hour horizon from `end`.
+    fn model(hours: i64, end: i64) -> (Arc<SeriesModel>, Arc<Horizon>) {
+        let ts: Vec<i64> = (0..hours * 12)
+            .map(|k| end - (hours * 12 - 1 - k) * 300)
+            .collect();
+        let m = LevelModel::fit(&ts, &vec![5.0; ts.len()], 0.95, Unit::Percent).unwrap();
+        let c = Compact::from_model(Model::Level(m), 300, 0).unwrap();
+        let h = c.horizon(end, 300).unwrap();
+        (
+            Arc::new(SeriesModel {
+                compact: c,
+                trained_at: 0,
+                trained_on: Arc::from("test"),
+            }),
+            Arc::new(h),
+        )
+    }
+
+    #[test]
+    fn a_new_series_trains_at_once_and_once() {
+        let mut t = Table::new(timing());
+        let (slot, new) = t.observe("a", 0, new_series);
+        assert!(new);
+        assert_eq!(t.observe("a", 1000, new_series), (slot, false));
+        let (due, dropped) = t.take_due(1000);
+        assert!(dropped.is_empty());
+        assert_eq!(
+            due,
+            vec![Due {
+                slot,
+                generation: t.generation(slot),
+                task: Task::Train { first: true }
+            }]
+        );
+        assert_eq!(t.counts().fetching, 1);
+        assert_eq!(t.counts().warming, 1);
+        // Nothing else is due while the fetch is in flight.
+        assert!(t.take_due(2000).0.is_empty());
+    }
+
+    #[test]
+    fn not_enough_history_waits_until_there_can_be_enough() {
+        let mut t = Table::new(timing());
+        let (slot, _) = t.observe("a", 0, new_series);
+        let g = t.generation(slot);
+        t.take_due(0);
+        // 20 minutes of history, 60 needed: next try 40 minutes later.
+        assert!(t.on_not_yet(slot, g, 20 * 60, 0));
+        assert!(!t.on_not_yet(slot, g, 20 * 60, 0), "said once");
+        for k in 0..50 {
+            t.observe("a", k * MIN, new_series);
+            if k * MIN < 40 * MIN {
+                assert!(t.take_due(k * MIN).0.is_empty(), "{k}");
+            }
+        }
+        let (due, _) = t.take_due(40 * MIN);
+        assert_eq!(due.len(), 1);
+    }
+
+    #[test]
+    fn after_a_fit_come_horizon_refreshes_and_the_refit() {
+        let mut t = Table::new(timing());
+        let (slot, _) = t.observe("a", 0, new_series);
+        let g = t.generation(slot);
+        t.take_due(0);
+        t.on_fetched(slot, g);
+        assert_eq!(t.counts().fitting, 1);
+        let (m, h) = model(30 * 24, 1_000_000);
+        t.on_model(slot, g, m, h.clone(), 0, None);
+        assert_eq!(
+            t.counts(),
+            Counts {
+                series: 1,
+                warming: 0,
+                fetching: 0,
+                fitting: 0,
+                short: 1
+            }
+        );
+        // Keep the series alive; collect what falls due over a day.
+        let mut horizons = 0;
+        let mut trains = 0;
+        for minute in 1..=24 * 60 + 3 {
+            let now = minute * MIN;
+            t.observe("a", now, new_series);
+            let (due, dropped) = t.take_due(now);
+            assert!(dropped.is_empty());
+            for d in due {
+                match d.task {
+                    Task::Horizon => {
+                        horizons += 1;
+                        t.on_horizon(slot, g, h.clone(), now);
+                    }
+                    Task::Train { first } => {
+                        assert!(!first);
+                        trains += 1;
+                        t.on_failed(slot, g, now);
+                    }
+                }
+            }
+        }
+        // A six-hour horizon is redrawn every three hours (the one due with
+        // the refit waits while the refit is in flight: here it fails, and
+        // the band is redrawn a little later).
+        assert_eq!(horizons, 8);
+        // Refit after retrain_interval (a level model of 30 days is not
+        // refitted sooner than that), then retried with backoff.
+        assert_eq!(trains, 3);
+    }
+
+    #[test]
+    fn a_short_history_is_refitted_as_it_doubles() {
+        let mut t = Table::new(timing());
+        let (slot, _) = t.observe("a", 0, new_series);
+        let g = t.generation(slot);
+        t.take_due(0);
+        let (m, h) = model(2, 7200);
+        t.on_model(slot, g, m, h, 0, None);
+        t.observe("a", 119 * MIN, new_series);
+        assert!(t
+            .take_due(119 * MIN)
+            .0
+            .iter()
+            .all(|d| d.task == Task::Horizon));
+        let (due, _) = t.take_due(120 * MIN);
+        assert!(
+            due.iter().any(|d| d.task == Task::Train { first: false }),
+            "{due:?}"
+        );
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_and_keep_the_model() {
+        let mut t = Table::new(timing());
+        let (slot, _) = t.observe("a", 0, new_series);
+        let g = t.generation(slot);
+        t.take_due(0);
+        assert_eq!(t.on_failed(slot, g, 0), 30_000);
+        t.take_due(30_000);
+        assert_eq!(t.on_failed(slot, g, 30_000), 60_000);
+        t.take_due(90_000);
+        assert_eq!(t.on_failed(slot, g, 90_000), 120_000);
+        assert_eq!(t.counts().warming, 1);
+        for _ in 0..20 {
+            t.take_due(i64::MAX / 2);
+            assert!(t.on_failed(slot, g, 0) <= BACKOFF_MAX_MS);
+        }
+    }
+
+    #[test]
+    fn a_vanished_series_is_dropped_after_the_grace_period_only() {
+        let mut t = Table::new(timing());
+        let (a, _) = t.observe("a", 0, new_series);
+        t.observe("b", 0, new_series);
+        t.take_due(0);
+        // b keeps reporting; a stops.
+        for minute in 1..=4 {
+            t.observe("b", minute * MIN, new_series);
+            assert!(t.take_due(minute * MIN).1.is_empty());
+        }
+        t.observe("b", 5 * MIN, new_series);
+        let (_, dropped) = t.take_due(5 * MIN);
+        assert_eq!(dropped, vec![Arc::<str>::from("a")]);
+        assert_eq!(t.counts().series, 1);
+        assert_eq!(t.counts().fetching, 1, "b's fetch is still in flight");
+        assert!(t.slot("a").is_none());
+        // A late answer for the dropped series is ignored; the slot is reused
+        // by a new series with a new generation.
+        let old_gen = 1;
+        let (c, _) = t.observe("c", 6 * MIN, new_series);
+        assert_eq!(c, a);
+        assert_ne!(t.generation(c), old_gen);
+        let (m, h) = model(3, 100);
+        t.on_model(a, old_gen, m, h, 6 * MIN, None);
+        assert!(t.get(c).unwrap().model.is_none());
+        // b, seen again after the grace check was rescheduled, stays.
+        t.observe("b", 9 * MIN, new_series);
+        assert!(t.take_due(10 * MIN).1.is_empty());
+    }
+
+    #[test]
+    fn a_given_refit_time_supersedes_the_queued_train() {
+        let mut t = Table::new(timing());
+        let (slot, _) = t.observe("a", 0, new_series);
+        let g = t.generation(slot);
+        // A preset model installed before the first train fell due: its
+        // refit is what counts, not the train queued at first sight.
+        let (m, h) = model(48, 1000);
+        t.on_model(slot, g, m, h, 0, Some(10 * MIN));
+        t.observe("a", MIN, new_series);
+        assert!(t.take_due(MIN).0.is_empty());
+        t.observe("a", 10 * MIN, new_series);
+        let (due, _) = t.take_due(10 * MIN);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].task, Task::Train { first: false });
+    }
+
+    #[test]
+    fn a_table_model_is_refitted_before_it_runs_out() {
+        let f = Forecast {
+            timestamps: (0..=288).map(|k| k * 300).collect(),
+            yhat: vec![1.0; 289],
+            lower: vec![0.0; 289],
+            upper: vec![2.0; 289],
+        };
+        let table = Horizon::from_forecast(0, 300, &f, 1.0);
+        let c = Compact {
+            forecaster: super::super::horizon::Forecaster::Table(Arc::new(table)),
+            scale: 1.0,
+            shift: 0,
+            history_end: 0,
+            points: 3000,
+            kind: "mstl",
+        };
+        let h = c.horizon(0, 300).unwrap();
+        let mut t = Table::new(timing());
+        let (slot, _) = t.observe("a", 0, new_series);
+        let g = t.generation(slot);
+        t.take_due(0);
+        t.on_model(
+            slot,
+            g,
+            Arc::new(SeriesModel {
+                compact: c,
+                trained_at: 0,
+                trained_on: Arc::from("x"),
+            }),
+            Arc::new(h),
+            0,
+            None,
+        );
+        // 24 hours of table, 6 hours of horizon: refit after 18 hours.
+        let mut trained_at = None;
+        for minute in 1..=18 * 60 {
+            let now = minute * MIN;
+            t.observe("a", now, new_series);
+            for d in t.take_due(now).0 {
+                match d.task {
+                    Task::Horizon => {
+                        let h = t.get(slot).unwrap().horizon.clone().unwrap();
+                        t.on_horizon(slot, g, h, now);
+                    }
+                    Task::Train { .. } => trained_at = trained_at.or(Some(minute)),
+                }
+            }
+        }
+        assert_eq!(trained_at, Some(18 * 60));
+    }
+}
