@@ -11,7 +11,8 @@ use crate::{config::CliOverrides, dataset::Unit};
 pub enum Mode {
     /// Fit the forecaster on a CSV history, report accuracy, save the model and plots.
     Train,
-    /// Poll Prometheus, flag anomalies in real time, write to InfluxDB (not yet available).
+    /// Poll Prometheus (or a simulation), judge every host against its own model, write to
+    /// InfluxDB (v1 or v2 API) or local files.
     Monitor,
     /// Measure detection quality: simulated spikes/dips/drifts, or labelled data with --labels.
     Evaluate,
@@ -139,6 +140,16 @@ pub struct Cli {
     /// Monitor: PromQL whose every series is monitored [config: prometheus_query].
     #[arg(long, value_name = "PROMQL")]
     pub prometheus_query: Option<String>,
+    /// Monitor: seconds of a series' own history before it is judged [config: min_history].
+    #[arg(long, value_name = "SECS")]
+    pub min_history: Option<f64>,
+    /// Monitor: resolution of the history models are fitted on, seconds [config: training_step].
+    #[arg(long, value_name = "SECS")]
+    pub training_step: Option<f64>,
+    /// Monitor: Prometheus series judged by the model at --model-path, as label matchers,
+    /// e.g. '{instance="web-1:9100"}' [config: model_selector].
+    #[arg(long, value_name = "MATCHERS")]
+    pub model_selector: Option<String>,
     /// Directory for logs, local point files and the spool [config: log_dir].
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
@@ -194,6 +205,13 @@ impl Cli {
             "prometheus_query",
             "--prometheus-query",
             self.prometheus_query.clone(),
+        );
+        o.set("min_history", "--min-history", self.min_history);
+        o.set("training_step", "--training-step", self.training_step);
+        o.set(
+            "model_selector",
+            "--model-selector",
+            self.model_selector.clone(),
         );
         o.set(
             "log_dir",

@@ -806,6 +806,39 @@ mod tests {
     }
 
     #[test]
+    fn monitor_section_keys_and_their_errors() {
+        let s = load(
+            "model_selector: '{instance=\"web-1:9100\"}'\nmodel_workers: 3\n",
+            &[("MIN_HISTORY", "7200"), ("TRAINING_STEP", "60")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.monitor.min_history, Duration::from_secs(7200));
+        assert_eq!(s.prometheus.training_step, Duration::from_secs(60));
+        assert_eq!(s.monitor.model_workers, 3);
+        let mut l = crate::source::prometheus::Labels::new();
+        l.insert("instance".into(), "web-1:9100".into());
+        assert!(s.monitor.model_selector.matches(&l));
+        let d = load("", &[], CliOverrides::default()).unwrap();
+        assert!(d.monitor.model_selector.is_empty());
+        assert!(d.monitor.model_workers >= 1);
+        assert_eq!(d.monitor.min_history, Duration::from_secs(3600));
+        let e = load(
+            "model_selector: 'instance=web'\n",
+            &[],
+            CliOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.yaml: key `model_selector`"), "{e}");
+        assert!(e.contains("quoted value"), "{e}");
+        let mut cli = CliOverrides::default();
+        cli.set("training_step", "--training-step", Some(0.5));
+        let e = load("", &[], cli).unwrap_err().to_string();
+        assert!(e.starts_with("flag --training-step"), "{e}");
+    }
+
+    #[test]
     fn forecast_section_defaults_agree_with_the_config_defaults() {
         let d = load("", &[], CliOverrides::default()).unwrap();
         assert_eq!(d.prophet, ProphetSettings::default());
@@ -820,6 +853,9 @@ mod tests {
         assert_eq!(s.threshold_multiplier, d.threshold_multiplier);
         assert_eq!(s.monitoring_interval, d.monitoring_interval);
         assert_eq!(s.influxdb.batch_size, d.influxdb.batch_size);
+        assert_eq!(s.monitor.min_history, d.monitor.min_history);
+        assert_eq!(s.prometheus.training_step, d.prometheus.training_step);
+        assert_eq!(s.prometheus.history, d.prometheus.history);
     }
 
     #[test]

@@ -799,6 +799,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         r.points_written = sink.stats.points_written.load(Ordering::Relaxed);
         r.spool_depth = sink.stats.spool_depth.load(Ordering::Relaxed);
         r.points_dead_lettered = sink.stats.points_dead_lettered.load(Ordering::Relaxed);
+        r.history_bytes = client.range_bytes();
         r.series_count = counts.series;
         r.warming_up = counts.warming;
         r.fetching = counts.fetching;

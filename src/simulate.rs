@@ -291,8 +291,13 @@ impl FleetHost {
     pub fn new(index: usize, seed: u64, from: i64, to: i64) -> FleetHost {
         let mut rng =
             ChaCha8Rng::seed_from_u64(splitmix(seed ^ (index as u64).wrapping_mul(0x1000_0001)));
+        // The shape first, then the anomalies: the shape does not depend on
+        // the span the anomalies are placed in.
         let base: f64 = rng.random_range(5.0..75.0);
         let daily_amplitude = rng.random_range(0.0..0.4) * base.min(100.0 - base);
+        let peak_hour = rng.random_range(8.0..20.0);
+        let weekend_drop = rng.random_range(0.0..0.3) * base;
+        let noise_sd = rng.random_range(0.5..4.0);
         let mut anomalies = Vec::new();
         let span = (to - from).max(1);
         for k in 0..rng.random_range(1..=3) {
@@ -311,9 +316,9 @@ impl FleetHost {
             index,
             base,
             daily_amplitude,
-            peak_hour: rng.random_range(8.0..20.0),
-            weekend_drop: rng.random_range(0.0..0.3) * base,
-            noise_sd: rng.random_range(0.5..4.0),
+            peak_hour,
+            weekend_drop,
+            noise_sd,
             anomalies,
             seed,
         }
@@ -322,6 +327,27 @@ impl FleetHost {
     /// The host's `instance` label.
     pub fn instance(&self) -> String {
         format!("host-{:05}:9100", self.index)
+    }
+
+    /// Appends the host's values at `timestamps` as one line of
+    /// VictoriaMetrics' `/api/v1/import` JSON (metric `cpu_busy_percent`).
+    pub fn import_line(&self, out: &mut String, timestamps: &[i64]) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            r#"{{"metric":{{"__name__":"cpu_busy_percent","instance":"{}"}},"values":["#,
+            self.instance()
+        );
+        for (i, &t) in timestamps.iter().enumerate() {
+            let sep = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{sep}{:.4}", self.value_at(t));
+        }
+        out.push_str(r#"],"timestamps":["#);
+        for (i, &t) in timestamps.iter().enumerate() {
+            let sep = if i > 0 { "," } else { "" };
+            let _ = write!(out, "{sep}{}", t * 1000);
+        }
+        out.push_str("]}\n");
     }
 
     /// Value at `ts` without anomalies or noise.

@@ -41,6 +41,8 @@ pub struct Report {
     pub training_seconds_total: f64,
     /// Series dropped after vanishing.
     pub series_dropped: u64,
+    /// Bytes of history (range-query replies) read from Prometheus.
+    pub history_bytes: u64,
     /// Series known now.
     pub series_count: usize,
     /// Of which without a model (warming up).

@@ -9,7 +9,14 @@
 pub mod history;
 pub mod reply;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures_util::TryStreamExt;
 use thiserror::Error;
@@ -125,6 +132,8 @@ pub struct Client {
     http: reqwest::Client,
     retries: u32,
     timeout: Duration,
+    /// Bytes of range-query replies read (shared by clones).
+    range_bytes: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -140,7 +149,14 @@ impl Client {
                 .unwrap_or_default(),
             retries: s.retries,
             timeout: s.timeout,
+            range_bytes: Arc::default(),
         }
+    }
+
+    /// Bytes of range-query (history) replies read so far, by this client
+    /// and its clones.
+    pub fn range_bytes(&self) -> u64 {
+        self.range_bytes.load(Ordering::Relaxed)
     }
 
     /// The same client with another retry count (0: one attempt).
@@ -242,7 +258,14 @@ impl Client {
                 Ok(r) => r,
                 Err(e) => return (sink, Err(e)),
             };
-            let stream = resp.bytes_stream().map_err(std::io::Error::other);
+            let counter = self.range_bytes.clone();
+            let stream = resp
+                .bytes_stream()
+                .map_ok(move |b| {
+                    counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    b
+                })
+                .map_err(std::io::Error::other);
             let reader =
                 tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
             let joined = tokio::task::spawn_blocking(move || {
@@ -372,14 +395,18 @@ fn check(query: &str, env: &Envelope, types: &[&str]) -> Result<(), PromError> {
     }
 }
 
-/// A stable id for a series: `instance` when it is the only label,
-/// otherwise `{k="v",…}` (`value` for a label-less result).
+/// A stable id for a series from its labels other than `__name__` (a
+/// plain selector's result carries the metric name; functions drop it):
+/// `instance` when it is the only one, otherwise `{k="v",…}` (`value` for a
+/// result without labels).
 pub fn series_id(labels: &Labels) -> String {
-    match (labels.len(), labels.get("instance")) {
+    let named = labels.iter().filter(|(k, _)| k.as_str() != "__name__");
+    let count = named.clone().count();
+    match (count, labels.get("instance")) {
         (0, _) => "value".into(),
         (1, Some(i)) => i.clone(),
         _ => {
-            let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            let inner: Vec<String> = named.map(|(k, v)| format!("{k}={v:?}")).collect();
             format!("{{{}}}", inner.join(","))
         }
     }
@@ -449,5 +476,10 @@ mod tests {
         l.insert("job".into(), "node".into());
         assert_eq!(series_id(&l), r#"{instance="web-1:9100",job="node"}"#);
         assert_eq!(host_of(&l), "web-1:9100");
+        // The metric name is not part of the id.
+        l.insert("__name__".into(), "cpu".into());
+        assert_eq!(series_id(&l), r#"{instance="web-1:9100",job="node"}"#);
+        l.remove("job");
+        assert_eq!(series_id(&l), "web-1:9100");
     }
 }
