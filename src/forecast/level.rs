@@ -19,6 +19,11 @@ pub const MODEL_FORMAT: &str = "cpu-anomaly/level";
 /// Current level model file version.
 pub const MODEL_VERSION: u32 = 1;
 
+/// Narrowest half-width of the band, as a share of the unit's full scale
+/// (5 percentage points): a few hours of a host say little about the next
+/// few, and a move smaller than this is rarely an incident.
+pub const MIN_HALF_WIDTH: f64 = 0.05;
+
 /// Median absolute deviation to standard deviation, for normal data.
 const MAD_TO_SD: f64 = 1.4826;
 
@@ -101,9 +106,10 @@ impl LevelModel {
             timestamps: timestamps.to_vec(),
             ..Forecast::default()
         };
+        let floor = MIN_HALF_WIDTH * self.unit.full_scale();
         for &t in timestamps {
             let h = (t - self.end).max(0) as f64;
-            let half = z * self.sd * (1.0 + h / span).sqrt();
+            let half = (z * self.sd).max(floor) * (1.0 + h / span).sqrt();
             f.yhat.push(self.level);
             f.lower.push(self.level - half);
             f.upper.push(self.level + half);
