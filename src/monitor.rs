@@ -21,6 +21,7 @@ pub mod failover;
 pub mod fetcher;
 pub mod horizon;
 pub mod outputs;
+pub mod presets;
 pub mod table;
 pub mod workers;
 
@@ -40,7 +41,8 @@ use self::{
     failover::{Decision, Event, Failover, Outcome, SourceKind},
     fetcher::{FetchConfig, Fetcher},
     outputs::{ApiOutput, Judged, LiveLine, LogFiles, Output, PollEnd, SinkOutput},
-    table::{Counts, NewSeries, Origin, Slot, Table, Task, Timing},
+    presets::Presets,
+    table::{NewSeries, Origin, Slot, Table, Task, Timing},
     workers::{Done, Job, Pool, PresetKind, WorkerConfig},
 };
 pub use crate::status::{Report, SeriesReport};
@@ -153,70 +155,8 @@ const REPORT_EVERY_POLL_UP_TO: usize = 1000;
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Per-series log lines per poll before they are summarised.
 const LOG_LINES_PER_POLL: usize = 10;
-
-/// How the model file of `--mode train` is used.
-struct Presets {
-    /// By the simulated series.
-    simulation: bool,
-    /// By Prometheus series matching `model_selector`.
-    selected: bool,
-    /// When the model is older than `retrain_interval` (Unix seconds): a
-    /// selected series is refitted from Prometheus then (at once if past).
-    stale_at: i64,
-}
-
-/// Checks `model_path` if it exists (it must when `model_selector` is set)
-/// and says how it will be used; the workers load it.
-fn check_presets(settings: &Settings, step: i64) -> Result<Presets, MonitorError> {
-    let path = &settings.model_path;
-    let selector = &settings.monitor.model_selector;
-    if !path.exists() && selector.is_empty() {
-        tracing::info!(
-            "no trained model at {} (--mode train makes one): the simulated series trains on {}",
-            path.display(),
-            settings.dataset.display()
-        );
-        return Ok(Presets {
-            simulation: false,
-            selected: false,
-            stale_at: 0,
-        });
-    }
-    let now = chrono::Utc::now().timestamp();
-    let m =
-        workers::load_preset(path, step, workers::PresetKind::Selected, now).map_err(|source| {
-            MonitorError::Model {
-                path: path.clone(),
-                source,
-            }
-        })?;
-    let end = m.compact.history_end;
-    let stale_at = end + settings.retrain_interval.as_secs() as i64;
-    tracing::info!(
-        "model {} ({}, {} points, history ending {}) used for the simulated series{}",
-        path.display(),
-        m.compact.kind,
-        m.compact.points,
-        crate::dataset::format_ts(end),
-        if selector.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " and Prometheus series matching {selector}{}",
-                if now >= stale_at {
-                    " (older than retrain_interval: each is refitted from Prometheus in the background)"
-                } else {
-                    ""
-                }
-            )
-        }
-    );
-    Ok(Presets {
-        simulation: true,
-        selected: !selector.is_empty(),
-        stale_at,
-    })
-}
+/// Up to this many series every model and new series is logged.
+const LOG_EVERY_SERIES_UP_TO: usize = 20;
 
 /// Per-poll log lines that would flood a large fleet's log: the first few
 /// are printed, the rest counted and summarised.
@@ -254,14 +194,55 @@ impl Notes {
     }
 }
 
-/// Everything the poll loop owns.
+/// One sample of a poll: (series id, labels, timestamp, value).
+type Sample = (String, Labels, i64, f64);
+
+/// The outputs every judged sample goes to.
+struct Outputs {
+    sink: SinkOutput,
+    logs: LogFiles,
+    api: ApiOutput,
+    live: Option<LiveLine>,
+}
+
+impl Outputs {
+    fn record(&mut self, j: &Judged<'_>) {
+        self.sink.record(j);
+        self.logs.record(j);
+        self.api.record(j);
+        if let Some(l) = &mut self.live {
+            l.record(j);
+        }
+    }
+
+    fn end_poll(&mut self, end: &PollEnd<'_>) {
+        self.sink.end_poll(end);
+        self.logs.end_poll(end);
+        self.api.end_poll(end);
+        if let Some(l) = &mut self.live {
+            l.end_poll(end);
+        }
+    }
+}
+
+/// The monitor: its stages and the run's counters.
 struct Monitor<'a> {
     settings: &'a Settings,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    probe: Client,
+    failover: Failover,
+    simulator: Simulator,
+    sim_hosts: Vec<String>,
+    detector: Detector,
     table: Table,
     pool: Pool,
     fetcher: Fetcher,
+    done: mpsc::Receiver<Done>,
     presets: Presets,
     report: Report,
+    report_path: PathBuf,
+    report_written: Option<Instant>,
     notes: Notes,
     started: Instant,
     /// Per-series model files (Prophet), if there is a place for them.
@@ -270,15 +251,253 @@ struct Monitor<'a> {
     refetch: Vec<(Slot, u32)>,
 }
 
-impl Monitor<'_> {
+impl<'a> Monitor<'a> {
+    /// Starts the runtime, the model workers and the history fetcher.
+    fn start(settings: &'a Settings, sink: &SinkHandle) -> Result<Monitor<'a>, MonitorError> {
+        let step = settings.prometheus.training_step.as_secs().max(1) as i64;
+        let presets = Presets::check(settings, step)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("io")
+            .enable_all()
+            .build()
+            .map_err(|source| MonitorError::Io {
+                path: "tokio runtime".into(),
+                source,
+            })?;
+        let model_dir = settings.model_path.parent().map(|p| p.join("series"));
+        let (done_tx, done) = mpsc::channel::<Done>();
+        let pool = Pool::start(
+            settings.monitor.model_workers,
+            WorkerConfig {
+                family: settings.model,
+                prophet: settings.prophet.clone(),
+                robust: settings.robust_training,
+                seed: settings.seed,
+                min_history: settings.monitor.min_history.as_secs() as i64,
+                step,
+                retrain: settings.retrain_interval.as_secs() as i64,
+                dataset: settings.dataset.clone(),
+                model_dir: model_dir.clone(),
+                model_path: settings.model_path.clone(),
+            },
+            done_tx.clone(),
+        );
+        let client = Client::new(&settings.prometheus);
+        let span = (settings.prometheus.history.as_secs() as i64).min(MAX_HISTORY_POINTS * step);
+        let fetcher = Fetcher::start(
+            rt.handle(),
+            client.clone(),
+            FetchConfig {
+                query: settings.prometheus.query.clone(),
+                span,
+                step,
+            },
+            pool.clone(),
+            done_tx,
+        );
+        let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        tracing::info!(
+            "monitoring {} every {}s (query: {}; history: {span}s at {step}s steps; a series is judged once it has {}s of its own)",
+            client.url(),
+            settings.monitoring_interval.as_secs_f64(),
+            settings.prometheus.query,
+            settings.monitor.min_history.as_secs()
+        );
+        Ok(Monitor {
+            settings,
+            rt,
+            probe: client.with_retries(0),
+            client,
+            failover: Failover::new(settings.monitor.simulation_after_failures),
+            simulator: Simulator::new(settings.seed),
+            sim_hosts: match settings.simulation_series {
+                1 => vec![SIM_HOST.to_string()],
+                n => (1..=n).map(|i| format!("{SIM_HOST}-{i}")).collect(),
+            },
+            detector: Detector::new(settings.threshold_multiplier),
+            table: Table::new(Timing {
+                retrain: ms(settings.retrain_interval),
+                grace: ms(settings.monitor.series_grace_period),
+                min_history: ms(settings.monitor.min_history),
+                step,
+            }),
+            pool,
+            fetcher,
+            done,
+            presets,
+            report: Report {
+                started_at: chrono::Utc::now().to_rfc3339(),
+                sink: sink.describe.clone(),
+                ..Report::default()
+            },
+            report_path: settings.log_dir.join("system_report.json"),
+            report_written: None,
+            notes: Notes::default(),
+            started: Instant::now(),
+            model_dir,
+            refetch: Vec::new(),
+        })
+    }
+
     /// Table clock: ms since start.
     fn now_ms(&self) -> i64 {
         self.started.elapsed().as_millis() as i64
     }
 
+    /// The live entry in `slot`, if it is still generation `generation`.
+    fn live(&self, slot: Slot, generation: u32) -> Option<&table::Entry> {
+        self.table
+            .get(slot)
+            .filter(|_| self.table.generation(slot) == generation)
+    }
+
+    /// Asks the source for this poll's samples.
+    fn poll(&mut self, now: i64) -> Result<(SourceKind, Vec<Sample>), MonitorError> {
+        let query = &self.settings.prometheus.query;
+        let asked = if self.failover.probing() {
+            &self.probe
+        } else {
+            &self.client
+        };
+        let polled = self.rt.block_on(asked.query(query));
+        let outcome = match &polled {
+            Ok(rows) => Outcome::Answered(rows.len()),
+            Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
+            Err(e) => Outcome::Refused(e.to_string()),
+        };
+        let (decision, event) = self.failover.on_poll(outcome);
+        match event {
+            Some(Event::ToSimulation(reason)) => tracing::warn!(
+                "SIMULATION: {reason}; switching to the simulated CPU source \
+                 (points tagged source=simulation) until Prometheus answers"
+            ),
+            Some(Event::BackToPrometheus) => tracing::warn!(
+                "Prometheus at {} answers again: back to real data",
+                self.client.url()
+            ),
+            Some(Event::Failed { n, of, reason }) => {
+                tracing::warn!("poll failed ({n}/{of}): {reason}")
+            }
+            Some(Event::Refused(message)) => tracing::error!("{message}"),
+            Some(Event::Empty) => {
+                tracing::warn!("the query returned no series (yet); nothing to monitor this poll")
+            }
+            None => {}
+        }
+        self.report.source_switches = self.failover.switches();
+        Ok(match decision {
+            Decision::Real => (
+                SourceKind::Prometheus,
+                polled
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| {
+                        let id = prometheus::series_id(&r.labels);
+                        (id, r.labels, r.timestamp, r.value)
+                    })
+                    .collect(),
+            ),
+            Decision::Simulate => {
+                self.report.simulation_ticks += 1;
+                let sim = &mut self.simulator;
+                let samples = self
+                    .sim_hosts
+                    .iter()
+                    .map(|h| (h.clone(), Labels::new(), now, sim.sample(now).0))
+                    .collect();
+                (SourceKind::Simulation, samples)
+            }
+            Decision::Skip => (self.failover.source(), Vec::new()),
+            Decision::Fatal(_) => {
+                return Err(MonitorError::BadQuery(
+                    polled.expect_err("a refused poll is an error"),
+                ))
+            }
+        })
+    }
+
+    /// Judges every sample against its series' band.
+    fn judge(&mut self, source: SourceKind, samples: Vec<Sample>, out: &mut Outputs) {
+        let now_ms = self.now_ms();
+        let origin = match source {
+            SourceKind::Prometheus => Origin::Prometheus,
+            SourceKind::Simulation => Origin::Simulation,
+        };
+        let sustained = self.settings.sustained_samples;
+        let threshold = self.settings.threshold_multiplier;
+        for (id, labels, ts, value) in samples {
+            let (slot, new) = self.table.observe(&id, now_ms, || NewSeries {
+                host: Arc::from(match origin {
+                    Origin::Prometheus => prometheus::host_of(&labels),
+                    Origin::Simulation => id.clone(),
+                }),
+                labels,
+                origin,
+                policy: AlertPolicy::new(sustained),
+            });
+            if new && self.table.counts().series <= LOG_EVERY_SERIES_UP_TO {
+                tracing::info!("new series {id}: warming up until its model is ready");
+            }
+            let Some(e) = self.table.get_mut(slot) else {
+                continue;
+            };
+            let band = e.horizon.as_ref().and_then(|h| h.band_at(ts));
+            let detection = band.map(|b| self.detector.check(value, b.yhat, b.lower, b.upper));
+            let alert = detection.as_ref().is_some_and(|d| e.policy.update(d));
+            let model = e.model.as_ref();
+            out.record(&Judged {
+                series: &e.id,
+                host: &e.host,
+                source,
+                timestamp: ts,
+                actual: value,
+                band,
+                detection,
+                alert,
+                short_history: band.is_some()
+                    && model.is_some_and(|m| m.compact.is_short_history()),
+                trained_at: model.map(|m| m.trained_at),
+                threshold,
+            });
+            let r = &mut self.report;
+            r.samples += 1;
+            let (Some(d), Some(b)) = (detection, band) else {
+                r.warming_samples += 1;
+                continue;
+            };
+            if !d.is_anomaly {
+                continue;
+            }
+            e.anomalies += 1;
+            *r.anomalies_by_severity
+                .entry(d.severity.as_str().to_string())
+                .or_default() += 1;
+            r.alerts += u64::from(alert);
+            if (d.severity == Severity::Critical || alert) && self.notes.line() {
+                tracing::warn!(
+                    "anomaly on {}: {value:.1}% vs forecast {:.1} [{:.1}, {:.1}], {} score {:.2}",
+                    e.host,
+                    b.yhat,
+                    b.lower,
+                    b.upper,
+                    d.severity.as_str(),
+                    d.score
+                );
+            }
+        }
+    }
+
+    /// Applies the answers that arrived.
+    fn drain(&mut self) {
+        while let Ok(d) = self.done.try_recv() {
+            self.apply(d);
+        }
+    }
+
     fn apply(&mut self, d: Done) {
         let now = self.now_ms();
-        let small = self.table.counts().series <= 20;
+        let small = self.table.counts().series <= LOG_EVERY_SERIES_UP_TO;
         match d {
             Done::Fitted {
                 slot,
@@ -288,17 +507,10 @@ impl Monitor<'_> {
                 seconds,
                 refit_in,
             } => {
-                let Some(e) = self
-                    .table
-                    .get(slot)
-                    .filter(|_| self.table.generation(slot) == generation)
-                else {
+                let Some(e) = self.live(slot, generation) else {
                     return;
                 };
-                self.report.trainings += 1;
-                self.report.training_seconds_total += seconds;
-                self.notes.ready += 1;
-                if small || self.notes.line() {
+                if small || self.notes.lines < LOG_LINES_PER_POLL {
                     tracing::info!(
                         "model for {} ready: {} from {} ({} points){}",
                         e.id,
@@ -312,6 +524,10 @@ impl Monitor<'_> {
                         }
                     );
                 }
+                self.notes.line();
+                self.report.trainings += 1;
+                self.report.training_seconds_total += seconds;
+                self.notes.ready += 1;
                 self.table
                     .on_model(slot, generation, model, horizon, now, refit_in);
             }
@@ -324,12 +540,10 @@ impl Monitor<'_> {
                 let id = self.table.get(slot).map(|e| e.id.clone());
                 if self.table.on_not_yet(slot, generation, have, now) {
                     self.notes.not_yet += 1;
-                    if let Some(id) = id {
-                        if small || self.notes.line() {
-                            tracing::info!(
-                                "{id}: {have}s of history in Prometheus, min_history is {min}s: warming up until then"
-                            );
-                        }
+                    if let Some(id) = id.filter(|_| small || self.notes.line()) {
+                        tracing::info!(
+                            "{id}: {have}s of history in Prometheus, min_history is {min}s: warming up until then"
+                        );
                     }
                 }
             }
@@ -338,27 +552,21 @@ impl Monitor<'_> {
                 generation,
                 error,
             } => {
-                let Some(e) = self
-                    .table
-                    .get(slot)
-                    .filter(|_| self.table.generation(slot) == generation)
-                else {
+                let Some(e) = self.live(slot, generation) else {
                     return;
                 };
                 let (id, kept) = (e.id.clone(), e.model.is_some());
                 self.report.training_failures += 1;
                 self.notes.failed += 1;
-                let wait = self.table.on_failed(slot, generation, now);
+                let wait = self.table.on_failed(slot, generation, now) / 1000;
                 if small || self.notes.line() {
                     if kept {
                         tracing::error!(
-                            "retraining {id} failed, keeping the old model: {error} (next try in {}s)",
-                            wait / 1000
+                            "retraining {id} failed, keeping the old model: {error} (next try in {wait}s)"
                         );
                     } else {
                         tracing::error!(
-                            "cannot train a model for {id} (still warming up): {error} (next try in {}s)",
-                            wait / 1000
+                            "cannot train a model for {id} (still warming up): {error} (next try in {wait}s)"
                         );
                     }
                 }
@@ -374,7 +582,9 @@ impl Monitor<'_> {
                 generation,
                 error,
             } => {
-                tracing::warn!("cannot draw a new band for series slot {slot}: {error}");
+                if let Some(e) = self.live(slot, generation) {
+                    tracing::warn!("cannot draw a new band for {}: {error}", e.id);
+                }
                 self.table.on_horizon_failed(slot, generation, now);
             }
             Done::NeedFetch { slot, generation } => self.refetch.push((slot, generation)),
@@ -382,16 +592,28 @@ impl Monitor<'_> {
         }
     }
 
+    /// Runs what fell due; returns the series dropped for vanishing.
+    fn due(&mut self) -> Vec<Arc<str>> {
+        let (due, dropped) = self.table.take_due(self.now_ms());
+        self.dispatch(due);
+        let grace = self.settings.monitor.series_grace_period.as_secs();
+        for id in &dropped {
+            self.report.series_dropped += 1;
+            self.notes.dropped += 1;
+            if self.notes.line() {
+                tracing::warn!("series {id} has not been seen for {grace}s: dropped");
+            }
+        }
+        self.notes.summarise();
+        dropped
+    }
+
     /// Sends the due tasks to the workers and the fetcher.
     fn dispatch(&mut self, due: Vec<table::Due>) {
         let mut firsts = Vec::new();
         let mut refits = Vec::new();
         for (slot, generation) in std::mem::take(&mut self.refetch) {
-            if let Some(e) = self
-                .table
-                .get(slot)
-                .filter(|_| self.table.generation(slot) == generation)
-            {
+            if let Some(e) = self.live(slot, generation) {
                 firsts.push((slot, generation, e.id.clone(), e.labels.clone()));
             }
         }
@@ -401,19 +623,17 @@ impl Monitor<'_> {
                 continue;
             };
             let (slot, generation) = (d.slot, d.generation);
-            match (d.task, e.origin) {
-                (Task::Horizon, _) => {
-                    if let Some(model) = e.model.clone() {
-                        self.pool.submit(Job::Horizon {
-                            slot,
-                            generation,
-                            model,
-                        });
-                    }
-                }
+            let job = match (d.task, e.origin) {
+                (Task::Horizon, _) => match e.model.clone() {
+                    Some(model) => Job::Horizon {
+                        slot,
+                        generation,
+                        model,
+                    },
+                    None => continue,
+                },
                 (Task::Train { first }, Origin::Simulation) => {
-                    self.table.on_fetched(slot, generation);
-                    self.pool.submit(if self.presets.simulation {
+                    if self.presets.simulation {
                         Job::Preset {
                             slot,
                             generation,
@@ -426,56 +646,49 @@ impl Monitor<'_> {
                             generation,
                             first,
                         }
-                    });
+                    }
                 }
                 (Task::Train { first: true }, Origin::Prometheus) => {
-                    if self.presets.selected
-                        && self.settings.monitor.model_selector.matches(&e.labels)
-                    {
-                        tracing::info!(
-                            "{} matches model_selector: judged with {} (refitted from its own history {})",
-                            e.id,
-                            self.settings.model_path.display(),
-                            if self.presets.stale_at <= now_s {
-                                "now, in the background".to_string()
-                            } else {
-                                format!(
-                                    "at {}",
-                                    crate::dataset::format_ts(self.presets.stale_at)
-                                )
-                            }
-                        );
-                        let refit_in = 1000 * (self.presets.stale_at - now_s).max(0);
-                        self.table.on_fetched(slot, generation);
-                        self.pool.submit(Job::Preset {
-                            slot,
-                            generation,
-                            kind: PresetKind::Selected,
-                            refit_in: Some(refit_in),
-                        });
-                        continue;
-                    }
+                    let selector = &self.settings.monitor.model_selector;
                     let saved = self
                         .model_dir
                         .as_ref()
                         .map(|dir| workers::model_file(dir, &e.id))
                         .filter(|p| p.exists());
-                    match saved {
-                        Some(path) => {
-                            self.table.on_fetched(slot, generation);
-                            self.pool.submit(Job::Saved {
-                                slot,
-                                generation,
-                                path,
-                            });
+                    if self.presets.selected && selector.matches(&e.labels) {
+                        tracing::info!(
+                            "{} matches model_selector: judged with {} (refitted from its own history at {})",
+                            e.id,
+                            self.settings.model_path.display(),
+                            crate::dataset::format_ts(self.presets.stale_at.max(now_s))
+                        );
+                        Job::Preset {
+                            slot,
+                            generation,
+                            kind: PresetKind::Selected,
+                            refit_in: Some(self.presets.refit_in(now_s)),
                         }
-                        None => firsts.push((slot, generation, e.id.clone(), e.labels.clone())),
+                    } else if let Some(path) = saved {
+                        Job::Saved {
+                            slot,
+                            generation,
+                            path,
+                        }
+                    } else {
+                        firsts.push((slot, generation, e.id.clone(), e.labels.clone()));
+                        continue;
                     }
                 }
                 (Task::Train { first: false }, Origin::Prometheus) => {
-                    refits.push((slot, generation, e.id.clone(), e.labels.clone()))
+                    refits.push((slot, generation, e.id.clone(), e.labels.clone()));
+                    continue;
                 }
+            };
+            if !matches!(job, Job::Horizon { .. }) {
+                // No history to fetch: straight to the workers.
+                self.table.on_fetched(slot, generation);
             }
+            self.pool.submit(job);
         }
         let fleet = self.table.counts().series;
         for (first, series) in [(true, firsts), (false, refits)] {
@@ -487,6 +700,76 @@ impl Monitor<'_> {
                 });
             }
         }
+    }
+
+    /// Counters for this poll, the outputs' end of poll, the report file.
+    fn end_poll(
+        &mut self,
+        now: i64,
+        source: SourceKind,
+        dropped: &[Arc<str>],
+        took: f64,
+        stats: &sink::SinkStats,
+        out: &mut Outputs,
+    ) {
+        let counts = self.table.counts();
+        let r = &mut self.report;
+        r.last_tick_seconds = took;
+        r.max_tick_seconds = r.max_tick_seconds.max(took);
+        r.ticks += 1;
+        r.source = source.as_str().to_string();
+        r.updated_at = chrono::Utc::now().to_rfc3339();
+        r.points_written = stats.points_written.load(Ordering::Relaxed);
+        r.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
+        r.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
+        r.history_bytes = self.client.range_bytes();
+        r.series_count = counts.series;
+        r.warming_up = counts.warming;
+        r.fetching = counts.fetching;
+        r.fitting = counts.fitting;
+        r.short_history = counts.short;
+        out.end_poll(&PollEnd {
+            now,
+            source,
+            counts,
+            report: &self.report,
+            dropped,
+            prometheus_up: source == SourceKind::Prometheus,
+        });
+        let due = counts.series <= REPORT_EVERY_POLL_UP_TO
+            || self
+                .report_written
+                .map_or(true, |t| t.elapsed() >= REPORT_EVERY);
+        if due {
+            self.write_report();
+        }
+    }
+
+    fn write_report(&mut self) {
+        write_report(&self.report_path, &self.report, &self.series_report());
+        self.report_written = Some(Instant::now());
+    }
+
+    /// Waits until `next` (or a signal), applying answers meanwhile.
+    fn wait(&mut self, next: Instant, stop: &AtomicBool) {
+        while Instant::now() < next && !stop.load(Ordering::SeqCst) {
+            let left =
+                Duration::from_millis(50).min(next.saturating_duration_since(Instant::now()));
+            match self.done.recv_timeout(left) {
+                Ok(d) => self.apply(d),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(left),
+            }
+        }
+    }
+
+    /// Stops the workers and the runtime (fits and fetches in flight are
+    /// abandoned: nothing of theirs is owed to the sink).
+    fn stop(self) -> (Report, PathBuf, BTreeMap<String, SeriesReport>) {
+        self.pool.close();
+        let series = self.series_report();
+        self.rt.shutdown_background();
+        (self.report, self.report_path, series)
     }
 
     /// Every series for the report file.
@@ -514,9 +797,6 @@ impl Monitor<'_> {
     }
 }
 
-/// One sample of a poll: (series id, labels, timestamp, value).
-type Sample = (String, Labels, i64, f64);
-
 /// Runs the monitor until a signal (or `max_ticks`).
 pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, MonitorError> {
     let stop = stop_flag();
@@ -525,10 +805,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         path: dir.clone(),
         source,
     })?;
-    let mut logs =
-        LogFiles::open(dir).map_err(|(path, source)| MonitorError::Io { path, source })?;
-    let step = settings.prometheus.training_step.as_secs().max(1) as i64;
-    let presets = check_presets(settings, step)?;
+    let logs = LogFiles::open(dir).map_err(|(path, source)| MonitorError::Io { path, source })?;
     let sink = sink_for(settings)?;
     tracing::info!("writing points to {}", sink.describe);
     let api_state = Arc::new(api::ApiState::new(
@@ -543,319 +820,52 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
             ),
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("io")
-        .enable_all()
-        .build()
-        .map_err(|source| MonitorError::Io {
-            path: "tokio runtime".into(),
-            source,
-        })?;
-    let model_dir = settings.model_path.parent().map(|p| p.join("series"));
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-    let span = (settings.prometheus.history.as_secs() as i64).min(MAX_HISTORY_POINTS * step);
-    let pool = Pool::start(
-        settings.monitor.model_workers,
-        WorkerConfig {
-            family: settings.model,
-            prophet: settings.prophet.clone(),
-            robust: settings.robust_training,
-            seed: settings.seed,
-            min_history: settings.monitor.min_history.as_secs() as i64,
-            step,
-            retrain: settings.retrain_interval.as_secs() as i64,
-            dataset: settings.dataset.clone(),
-            model_dir: model_dir.clone(),
-            model_path: settings.model_path.clone(),
-        },
-        done_tx.clone(),
-    );
-    let client = Client::new(&settings.prometheus);
-    let probe = client.with_retries(0);
-    let fetcher = Fetcher::start(
-        rt.handle(),
-        client.clone(),
-        FetchConfig {
-            query: settings.prometheus.query.clone(),
-            span,
-            step,
-        },
-        pool.clone(),
-        done_tx,
-    );
-    let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
-    let mut m = Monitor {
-        settings,
-        table: Table::new(Timing {
-            retrain: ms(settings.retrain_interval),
-            grace: ms(settings.monitor.series_grace_period),
-            min_history: ms(settings.monitor.min_history),
-            step,
-        }),
-        pool,
-        fetcher,
-        presets,
-        report: Report {
-            started_at: chrono::Utc::now().to_rfc3339(),
-            sink: sink.describe.clone(),
-            ..Report::default()
-        },
-        notes: Notes::default(),
-        started: Instant::now(),
-        model_dir,
-        refetch: Vec::new(),
+    let mut m = match Monitor::start(settings, &sink) {
+        Ok(m) => m,
+        Err(e) => {
+            sink.close();
+            return Err(e);
+        }
     };
-    let mut sim = Simulator::new(settings.seed);
-    let sim_hosts: Vec<String> = match settings.simulation_series {
-        1 => vec![SIM_HOST.to_string()],
-        n => (1..=n).map(|i| format!("{SIM_HOST}-{i}")).collect(),
+    let stats = sink.stats.clone();
+    let mut out = Outputs {
+        sink: SinkOutput::new(sink),
+        logs,
+        api: ApiOutput::new(api_state),
+        live: opts.live.then(LiveLine::default),
     };
-    let detector = Detector::new(settings.threshold_multiplier);
-    let mut failover = Failover::new(settings.monitor.simulation_after_failures);
-    let mut sink_out = SinkOutput::new(&sink);
-    let mut api_out = ApiOutput::new(api_state);
-    let mut live = LiveLine::default();
-    let report_path = dir.join("system_report.json");
-    let mut report_written: Option<Instant> = None;
-    tracing::info!(
-        "monitoring {} every {}s (query: {}; history: {}s at {}s steps; a series is judged once it has {}s of its own)",
-        client.url(),
-        settings.monitoring_interval.as_secs_f64(),
-        settings.prometheus.query,
-        span,
-        step,
-        settings.monitor.min_history.as_secs()
-    );
     loop {
-        let tick_start = Instant::now();
+        let tick = Instant::now();
         let now = chrono::Utc::now().timestamp();
-        // 1. Poll.
-        let asked = if failover.probing() { &probe } else { &client };
-        let polled = rt.block_on(asked.query(&settings.prometheus.query));
-        let outcome = match &polled {
-            Ok(rows) => Outcome::Answered(rows.len()),
-            Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
-            Err(e) => Outcome::Refused(e.to_string()),
-        };
-        let (decision, event) = failover.on_poll(outcome);
-        match event {
-            Some(Event::ToSimulation(reason)) => tracing::warn!(
-                "SIMULATION: {reason}; switching to the simulated CPU source \
-                 (points tagged source=simulation) until Prometheus answers"
-            ),
-            Some(Event::BackToPrometheus) => tracing::warn!(
-                "Prometheus at {} answers again: back to real data",
-                client.url()
-            ),
-            Some(Event::Failed { n, of, reason }) => {
-                tracing::warn!("poll failed ({n}/{of}): {reason}")
-            }
-            Some(Event::Refused(message)) => tracing::error!("{message}"),
-            Some(Event::Empty) => {
-                tracing::warn!("the query returned no series (yet); nothing to monitor this poll")
-            }
-            None => {}
-        }
-        let (source, samples): (SourceKind, Vec<Sample>) = match decision {
-            Decision::Real => (
-                SourceKind::Prometheus,
-                polled
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            prometheus::series_id(&r.labels),
-                            r.labels,
-                            r.timestamp,
-                            r.value,
-                        )
-                    })
-                    .collect(),
-            ),
-            Decision::Simulate => {
-                m.report.simulation_ticks += 1;
-                (
-                    SourceKind::Simulation,
-                    sim_hosts
-                        .iter()
-                        .map(|h| (h.clone(), Labels::new(), now, sim.sample(now).0))
-                        .collect(),
-                )
-            }
-            Decision::Skip => (failover.source(), Vec::new()),
-            Decision::Fatal(_) => {
-                sink.close();
-                m.pool.close();
-                rt.shutdown_background();
-                return Err(MonitorError::BadQuery(
-                    polled.expect_err("a refused poll is an error"),
-                ));
+        let (source, samples) = match m.poll(now) {
+            Ok(x) => x,
+            Err(e) => {
+                m.stop();
+                out.sink.close();
+                return Err(e);
             }
         };
-        m.report.source_switches = failover.switches();
-
-        // 2. Answers from the fetcher and the workers.
-        while let Ok(d) = done_rx.try_recv() {
-            m.apply(d);
-        }
-
-        // 3. Judge every sample.
-        let now_ms = m.now_ms();
-        let origin = match source {
-            SourceKind::Prometheus => Origin::Prometheus,
-            SourceKind::Simulation => Origin::Simulation,
-        };
-        for (id, labels, ts, value) in samples {
-            let (slot, new) = m.table.observe(&id, now_ms, || NewSeries {
-                host: Arc::from(match origin {
-                    Origin::Prometheus => prometheus::host_of(&labels),
-                    Origin::Simulation => id.clone(),
-                }),
-                labels,
-                origin,
-                policy: AlertPolicy::new(settings.sustained_samples),
-            });
-            if new && m.table.counts().series <= 20 {
-                tracing::info!("new series {id}: warming up until its model is ready");
-            }
-            let Some(e) = m.table.get_mut(slot) else {
-                continue;
-            };
-            let band = e.horizon.as_ref().and_then(|h| h.band_at(ts));
-            let detection = band.map(|b| detector.check(value, b.yhat, b.lower, b.upper));
-            let alert = detection.as_ref().is_some_and(|d| e.policy.update(d));
-            let model = e.model.as_ref();
-            let judged = Judged {
-                series: &e.id,
-                host: &e.host,
-                source,
-                timestamp: ts,
-                actual: value,
-                band,
-                detection,
-                alert,
-                short_history: band.is_some()
-                    && model.is_some_and(|m| m.compact.is_short_history()),
-                trained_at: model.map(|m| m.trained_at),
-                threshold: settings.threshold_multiplier,
-            };
-            sink_out.record(&judged);
-            logs.record(&judged);
-            api_out.record(&judged);
-            if opts.live {
-                live.record(&judged);
-            }
-            m.report.samples += 1;
-            match &detection {
-                None => m.report.warming_samples += 1,
-                Some(d) if d.is_anomaly => {
-                    *m.report
-                        .anomalies_by_severity
-                        .entry(d.severity.as_str().to_string())
-                        .or_default() += 1;
-                    m.report.alerts += u64::from(alert);
-                    if (d.severity == Severity::Critical || alert) && m.notes.line() {
-                        let b = band.expect("judged with a band");
-                        tracing::warn!(
-                            "anomaly on {}: {:.1}% vs forecast {:.1} [{:.1}, {:.1}], {} score {:.2}",
-                            e.host,
-                            value,
-                            b.yhat,
-                            b.lower,
-                            b.upper,
-                            d.severity.as_str(),
-                            d.score
-                        );
-                    }
-                    e.anomalies += 1;
-                }
-                Some(_) => {}
-            }
-        }
-
-        // 4. What fell due: models, horizons, drops.
-        let (due, dropped) = m.table.take_due(now_ms);
-        m.dispatch(due);
-        let grace = settings.monitor.series_grace_period.as_secs();
-        for id in &dropped {
-            m.report.series_dropped += 1;
-            m.notes.dropped += 1;
-            if m.notes.line() {
-                tracing::warn!("series {id} has not been seen for {grace}s: dropped");
-            }
-        }
-        m.notes.summarise();
-
-        // 5. Report and outputs.
-        let counts: Counts = m.table.counts();
-        let took = tick_start.elapsed().as_secs_f64();
-        let r = &mut m.report;
-        r.last_tick_seconds = took;
-        r.max_tick_seconds = r.max_tick_seconds.max(took);
-        r.ticks += 1;
-        r.source = source.as_str().to_string();
-        r.updated_at = chrono::Utc::now().to_rfc3339();
-        r.points_written = sink.stats.points_written.load(Ordering::Relaxed);
-        r.spool_depth = sink.stats.spool_depth.load(Ordering::Relaxed);
-        r.points_dead_lettered = sink.stats.points_dead_lettered.load(Ordering::Relaxed);
-        r.history_bytes = client.range_bytes();
-        r.series_count = counts.series;
-        r.warming_up = counts.warming;
-        r.fetching = counts.fetching;
-        r.fitting = counts.fitting;
-        r.short_history = counts.short;
-        let end = PollEnd {
-            now,
-            source,
-            counts,
-            report: &m.report,
-            dropped: &dropped,
-            prometheus_up: source == SourceKind::Prometheus,
-        };
-        sink_out.end_poll(&end);
-        logs.end_poll(&end);
-        api_out.end_poll(&end);
-        if opts.live {
-            live.end_poll(&end);
-        }
-        let due_report = counts.series <= REPORT_EVERY_POLL_UP_TO
-            || report_written.map_or(true, |t| t.elapsed() >= REPORT_EVERY);
-        if due_report {
-            write_report(&report_path, &m.report, &m.series_report());
-            report_written = Some(Instant::now());
-        }
-
-        // 6. Wait for the next poll (or a signal), applying answers.
+        m.drain();
+        m.judge(source, samples, &mut out);
+        let dropped = m.due();
+        let took = tick.elapsed().as_secs_f64();
+        m.end_poll(now, source, &dropped, took, &stats, &mut out);
         if opts.max_ticks.is_some_and(|n| m.report.ticks >= n) {
             break;
         }
-        let next = tick_start + settings.monitoring_interval;
-        while Instant::now() < next && !stop.load(Ordering::SeqCst) {
-            match done_rx.recv_timeout(Duration::from_millis(50).min(next - Instant::now())) {
-                Ok(d) => m.apply(d),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(50).min(next - Instant::now()))
-                }
-            }
-        }
+        m.wait(tick + settings.monitoring_interval, &stop);
         if stop.load(Ordering::SeqCst) {
             tracing::info!("signal received: flushing and stopping");
             break;
         }
     }
-    m.pool.close();
-    rt.shutdown_background();
-    let stats = sink.stats.clone();
-    drop(sink_out);
-    sink.close();
-    let r = &mut m.report;
-    r.points_written = stats.points_written.load(Ordering::Relaxed);
-    r.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
-    r.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
-    r.updated_at = chrono::Utc::now().to_rfc3339();
-    write_report(&report_path, &m.report, &m.series_report());
-    logs.flush();
-    Ok(m.report)
+    let (mut report, path, series) = m.stop();
+    out.sink.close();
+    report.points_written = stats.points_written.load(Ordering::Relaxed);
+    report.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
+    report.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
+    report.updated_at = chrono::Utc::now().to_rfc3339();
+    write_report(&path, &report, &series);
+    out.logs.flush();
+    Ok(report)
 }

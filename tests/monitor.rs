@@ -528,3 +528,59 @@ fn a_failed_retrain_keeps_the_old_model() {
         "{tail:?}"
     );
 }
+
+#[test]
+fn the_model_of_mode_train_judges_the_simulated_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("models/model.json");
+    let out = bin()
+        .args(["--mode", "train", "--no-plots", "--no-eda", "--dataset"])
+        .arg(sample_dataset())
+        .arg("--model-path")
+        .arg(&model)
+        .arg("--output-dir")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = config(dir.path(), &unreachable_url(), "");
+    let out = monitor(&cfg, 4).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("model {} (prophet", model.display())),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("logs/system_report.json")).unwrap(),
+    )
+    .unwrap();
+    let s = &report["series"]["simulated"];
+    assert_eq!(s["trained_on"], format!("model file {}", model.display()));
+    assert_eq!(s["warming_up"], false, "{report}");
+    // Judged with it: forecasts and detections after the first poll.
+    let judged = lines(&dir.path().join("logs/metrics.jsonl"))
+        .iter()
+        .filter(|l| l.contains("\"warming_up\":false"))
+        .count();
+    assert!(judged >= 2, "{judged} judged samples\n{stderr}");
+}
+
+#[test]
+fn a_model_selector_without_a_model_file_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &unreachable_url(),
+        "model_selector: '{instance=\"web-1:9100\"}'\n",
+    );
+    let out = monitor(&cfg, 2).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("model_path"), "{stderr}");
+    assert!(stderr.contains("--mode train"), "{stderr}");
+}

@@ -73,22 +73,31 @@ pub trait Output {
 }
 
 /// Line protocol to the sink thread, one message per poll.
-pub struct SinkOutput<'a> {
-    sink: &'a SinkHandle,
+pub struct SinkOutput {
+    sink: SinkHandle,
     batch: Vec<schema::Point>,
 }
 
-impl<'a> SinkOutput<'a> {
+impl SinkOutput {
     /// Writes to `sink`.
-    pub fn new(sink: &'a SinkHandle) -> Self {
+    pub fn new(sink: SinkHandle) -> Self {
         SinkOutput {
             sink,
             batch: Vec::new(),
         }
     }
+
+    /// Sends what is batched, flushes, spools what cannot be written and
+    /// stops the sink thread.
+    pub fn close(self) {
+        if !self.batch.is_empty() {
+            self.sink.send(self.batch);
+        }
+        self.sink.close();
+    }
 }
 
-impl Output for SinkOutput<'_> {
+impl Output for SinkOutput {
     fn record(&mut self, j: &Judged<'_>) {
         let b = j.band.unwrap_or(Band {
             yhat: f64::NAN,
