@@ -584,3 +584,91 @@ fn a_model_selector_without_a_model_file_is_a_configuration_error() {
     assert!(stderr.contains("model_path"), "{stderr}");
     assert!(stderr.contains("--mode train"), "{stderr}");
 }
+
+#[test]
+fn history_restricted_to_a_few_series_works_on_real_prometheus() {
+    let name = "history_restricted_to_a_few_series_works_on_real_prometheus";
+    if !(servers::require("prometheus", name) && servers::require("prometheus-node-exporter", name))
+    {
+        return;
+    }
+    use cpu_anomaly::source::prometheus::{history, series_id, Client, PrometheusSettings};
+    let a = servers::node_exporter();
+    let b = servers::node_exporter();
+    let prom = servers::prometheus(&[
+        format!("127.0.0.1:{}", a.port),
+        format!("127.0.0.1:{}", b.port),
+    ]);
+    wait_for_cpu_rate(&prom);
+    let query =
+        "100 * (1 - avg by (instance, job) (rate(node_cpu_seconds_total{mode=\"idle\"}[4s])))";
+    let client = Client::new(&PrometheusSettings {
+        url: prom.url(),
+        timeout: Duration::from_secs(5),
+        retries: 1,
+        query: query.into(),
+        history: Duration::from_secs(600),
+        training_step: Duration::from_secs(1),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Both series exist; wait until the query returns both.
+    let start = Instant::now();
+    let rows = loop {
+        let rows = rt.block_on(client.query(query)).unwrap();
+        if rows.len() == 2 || start.elapsed() > Duration::from_secs(30) {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let wanted_labels = rows
+        .iter()
+        .find(|r| r.labels["instance"] == format!("127.0.0.1:{}", a.port))
+        .unwrap()
+        .labels
+        .clone();
+    let wanted = vec![(series_id(&wanted_labels), wanted_labels)];
+    // A fleet of 10 makes one series a small job: the query is restricted.
+    // The exporters have just started: fetch until a few seconds exist.
+    let start = Instant::now();
+    loop {
+        let now = chrono::Utc::now().timestamp();
+        let (mut grid, stats) = rt
+            .block_on(history::fetch(&client, query, &wanted, 10, now, 600, 1))
+            .unwrap();
+        assert!(stats.filtered);
+        let h = grid.take(&wanted[0].0).unwrap();
+        assert!(h
+            .values
+            .iter()
+            .filter(|v| !v.is_nan())
+            .all(|v| (0.0..=100.0).contains(v)));
+        if h.count() >= 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} points after 30 s",
+            h.count()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The restricted reply holds one series, the whole query's two.
+    let now = chrono::Utc::now().timestamp();
+    let before = client.range_bytes();
+    rt.block_on(history::fetch(&client, query, &wanted, 10, now, 600, 1))
+        .unwrap();
+    let restricted = client.range_bytes() - before;
+    let (_, stats) = rt
+        .block_on(history::fetch(&client, query, &wanted, 1, now, 600, 1))
+        .unwrap();
+    assert!(!stats.filtered);
+    let whole = client.range_bytes() - before - restricted;
+    assert!(
+        whole as f64 > 1.6 * restricted as f64,
+        "restricted {restricted} B, whole {whole} B"
+    );
+}

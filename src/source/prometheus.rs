@@ -143,8 +143,12 @@ impl Client {
             base: s.url.trim_end_matches('/').to_string(),
             // A builder only fails without a TLS backend or resolver, which
             // this build always has; fall back to the default client anyway.
+            // Proxy variables are ignored (as the previous client did):
+            // Prometheus is normally reached directly, and a stray
+            // HTTP_PROXY must not reroute loopback traffic.
             http: reqwest::Client::builder()
                 .connect_timeout(s.timeout)
+                .no_proxy()
                 .build()
                 .unwrap_or_default(),
             retries: s.retries,
@@ -241,8 +245,8 @@ impl Client {
         start: i64,
         end: i64,
         step: i64,
-        mut sink: S,
-    ) -> (S, Result<(), PromError>) {
+        sink: &Arc<std::sync::Mutex<S>>,
+    ) -> Result<(), PromError> {
         let form = [
             ("start", start.to_string()),
             ("end", end.to_string()),
@@ -251,13 +255,9 @@ impl Client {
         let timeout = self.timeout.max(RANGE_TIMEOUT_MIN);
         let mut attempt = 0;
         loop {
-            let resp = match self
+            let resp = self
                 .post("/api/v1/query_range", promql, &form, timeout)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return (sink, Err(e)),
-            };
+                .await?;
             let counter = self.range_bytes.clone();
             let stream = resp
                 .bytes_stream()
@@ -268,36 +268,31 @@ impl Client {
                 .map_err(std::io::Error::other);
             let reader =
                 tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            let shared = sink.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                let r = reply::parse_reader(std::io::BufReader::new(reader), &mut sink);
-                (sink, r)
+                let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+                reply::parse_reader(std::io::BufReader::new(reader), &mut *guard)
             })
             .await;
-            let (s, parsed) = match joined {
-                Ok(x) => x,
-                Err(e) => {
-                    // The parsing thread panicked or was cancelled: the sink
-                    // is gone with it.
-                    panic!("range reply parser failed: {e}");
-                }
-            };
-            sink = s;
-            let err = match parsed {
-                Ok(env) => return (sink, check(promql, &env, &["matrix"])),
+            let err = match joined {
+                Ok(Ok(env)) => return check(promql, &env, &["matrix"]),
                 // The body stopped arriving (timeout, reset): retry.
-                Err(e) if e.is_io() => self.unreachable(format!("reply cut off: {e}")),
+                Ok(Err(e)) if e.is_io() => self.unreachable(format!("reply cut off: {e}")),
+                Ok(Err(e)) => {
+                    return Err(PromError::Malformed {
+                        query: promql.into(),
+                        what: format!("not the API's JSON ({e})"),
+                    })
+                }
                 Err(e) => {
-                    return (
-                        sink,
-                        Err(PromError::Malformed {
-                            query: promql.into(),
-                            what: format!("not the API's JSON ({e})"),
-                        }),
-                    )
+                    return Err(PromError::Malformed {
+                        query: promql.into(),
+                        what: format!("the reply parser failed: {e}"),
+                    })
                 }
             };
             if attempt >= self.retries {
-                return (sink, Err(err));
+                return Err(err);
             }
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;

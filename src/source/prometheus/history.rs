@@ -9,7 +9,10 @@
 //! straight into one `f32` row per wanted series on the training grid
 //! (`start + k·step`); series nobody asked for are skipped.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use super::{reply::ResultSink, series_id, Client, Labels, PromError};
 
@@ -283,26 +286,32 @@ pub async fn fetch(
         vec![(query.to_string(), fleet.max(wanted.len()) + fleet / 10)]
     };
     let grid_plan = plan(now, span, step, 1);
-    let mut grid = HistoryGrid::new(
+    let grid = Arc::new(Mutex::new(HistoryGrid::new(
         grid_plan.start,
         grid_plan.step,
         grid_plan.len,
         wanted.iter().map(|(id, _)| id.clone()),
-    );
+    )));
     let mut stats = FetchStats {
         requests: 0,
         filtered: small,
     };
     for (promql, per_reply) in queries {
         for &(ws, we) in &plan(now, span, step, per_reply).windows {
-            let (g, res) = client
-                .query_range_into(&promql, ws, we, step.max(1), grid)
-                .await;
-            grid = g;
             stats.requests += 1;
-            res?;
+            client
+                .query_range_into(&promql, ws, we, step.max(1), &grid)
+                .await?;
         }
     }
+    let grid = Arc::try_unwrap(grid)
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .unwrap_or_else(|shared| {
+            // A parser thread still holds a clone (it cannot: each request
+            // waits for its parser); take the rows out all the same.
+            let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *g, HistoryGrid::new(0, 1, 0, Vec::new()))
+        });
     Ok((grid, stats))
 }
 
