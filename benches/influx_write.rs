@@ -96,6 +96,8 @@ fn main() {
                 alert: false,
                 threshold: 2.0,
                 short_history: false,
+                onset: false,
+                resolved: false,
             }) {
                 let mut s = String::new();
                 p.encode(&mut s);

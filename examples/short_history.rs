@@ -10,18 +10,17 @@
 //! monitor would fit on the first H (`Trainer::fit_staged`: a level and a
 //! noise band under two days, Prophet after) judges what follows until the
 //! monitor's next refit (the history doubles while short, one day after),
-//! with the shipped detection settings (band × 2, alert after 3 flags in a
-//! row or one CRITICAL). Points inside labelled anomaly windows, and the
+//! with the shipped decision path (`config.yaml`: the monitor's own). Points inside labelled anomaly windows, and the
 //! remainder of a stage's span that runs into one, are left out: what is
 //! counted is the rate of flags and alerts on data known to be normal.
 
 use std::path::{Path, PathBuf};
 
 use cpu_anomaly::{
+    config::{CliOverrides, Settings},
     dataset::{self, ReadOptions, Unit},
-    detect::{AlertPolicy, Detector},
+    detect::Decider,
     evaluate::labels::{point_labels, Labels},
-    forecast::{ModelFamily, ProphetSettings, Trainer},
 };
 
 const HOUR: i64 = 3600;
@@ -89,8 +88,15 @@ fn main() {
     if let Some(seed) = args.get(2) {
         inputs.push((PathBuf::from(seed), Vec::new()));
     }
-    let trainer = Trainer::new(ModelFamily::Prophet, ProphetSettings::default(), false, 42);
-    let detector = Detector::new(2.0);
+    let shipped = Settings::from_layers(
+        include_str!("../config.yaml"),
+        None,
+        "config.yaml",
+        |_| None,
+        &CliOverrides::default(),
+    )
+    .expect("config.yaml");
+    let trainer = shipped.trainer();
     // Real CPU series (AWS CloudWatch, the seed set) and NAB's artificial
     // ones (square waves, flat lines) are reported apart.
     let mut tallies = vec![[Tally::default(); 2]; STAGES.len()];
@@ -129,21 +135,25 @@ fn main() {
             };
             let jt: Vec<i64> = judge.iter().map(|&i| ts[i]).collect();
             let f = fitted.model.predict(&jt).expect("predict");
-            let mut policy = AlertPolicy::new(3);
-            let mut in_alert = false;
+            let mut decider = Decider::new(shipped.decision);
             let verbose = std::env::var_os("VERBOSE").is_some();
             let t = &mut tallies[k][group];
             let before = t.flags;
             t.series += 1;
             t.seconds += judge_end - fit_end;
             for (j, &i) in judge.iter().enumerate() {
-                let d = detector.check(ys[i], f.yhat[j], f.lower[j], f.upper[j]);
-                let alert = policy.update(&d);
+                let v = decider.update(
+                    ts[i],
+                    ys[i],
+                    f.yhat[j],
+                    f.lower[j],
+                    f.upper[j],
+                    shipped.prophet.interval_width,
+                );
                 t.points += 1;
-                t.flags += usize::from(d.is_anomaly);
-                t.alerts += usize::from(alert);
-                t.alert_runs += usize::from(alert && !in_alert);
-                in_alert = alert;
+                t.flags += usize::from(v.detection.is_anomaly);
+                t.alerts += usize::from(v.alert);
+                t.alert_runs += usize::from(v.onset);
             }
             if verbose {
                 eprintln!(

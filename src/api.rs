@@ -35,6 +35,22 @@ pub const MIN_POINTS_PER_SERIES: usize = 60;
 pub const POINT_BUDGET: usize = 1_000_000;
 /// Anomalies kept for `/api/anomalies/recent`.
 pub const RECENT_ANOMALIES: usize = 1000;
+/// Alert events kept for `/api/alerts`.
+pub const RECENT_ALERTS: usize = 1000;
+
+/// An alert that fired or resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertEvent {
+    /// `firing` or `resolved`.
+    pub event: &'static str,
+    /// Series id.
+    pub series: String,
+    /// Host tag.
+    pub host: String,
+    /// The sample it happened with.
+    #[serde(flatten)]
+    pub point: SeriesPoint,
+}
 
 /// One judged sample of a series.
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +97,7 @@ struct StoredPoint {
     upper: f32,
     score: f32,
     is_anomaly: bool,
+    alert: bool,
     severity: Option<crate::detect::Severity>,
 }
 
@@ -88,8 +105,8 @@ fn opt(v: f32) -> Option<f64> {
     (!v.is_nan()).then(|| f64::from(v))
 }
 
-impl From<&SeriesPoint> for StoredPoint {
-    fn from(p: &SeriesPoint) -> Self {
+impl StoredPoint {
+    fn new(p: &SeriesPoint, alert: bool) -> Self {
         let f = |v: Option<f64>| v.map_or(f32::NAN, |x| x as f32);
         StoredPoint {
             timestamp: p.timestamp,
@@ -99,6 +116,7 @@ impl From<&SeriesPoint> for StoredPoint {
             upper: f(p.yhat_upper),
             score: f(p.score),
             is_anomaly: p.is_anomaly,
+            alert,
             severity: p.severity.and_then(crate::detect::Severity::parse),
         }
     }
@@ -156,6 +174,11 @@ impl SeriesLive {
         self.points.back().map(SeriesPoint::from)
     }
 
+    /// Whether an alert is firing (as of the latest point).
+    pub fn alert_firing(&self) -> bool {
+        self.points.back().is_some_and(|p| p.alert)
+    }
+
     /// The last `n` points, oldest first.
     pub fn last(&self, n: usize) -> Vec<SeriesPoint> {
         let skip = self.points.len().saturating_sub(n);
@@ -176,6 +199,8 @@ pub struct Snapshot {
     pub prometheus_up: bool,
     /// Latest flagged samples, oldest first.
     pub recent: VecDeque<AnomalyEvent>,
+    /// Latest alert events, oldest first.
+    pub alerts: VecDeque<AlertEvent>,
     /// Per-series points.
     pub series: BTreeMap<String, SeriesLive>,
 }
@@ -210,7 +235,7 @@ impl Snapshot {
         while s.points.len() >= cap {
             s.points.pop_front();
         }
-        s.points.push_back(StoredPoint::from(&p));
+        s.points.push_back(StoredPoint::new(&p, alert));
     }
 }
 
@@ -223,8 +248,12 @@ pub struct Published {
     pub host: String,
     /// The point.
     pub point: SeriesPoint,
-    /// An alert was raised with it.
+    /// An alert is firing (the state).
     pub alert: bool,
+    /// An alert fired with it.
+    pub onset: bool,
+    /// The alert resolved with it.
+    pub resolved: bool,
     /// The series' model state.
     pub state: SeriesState,
 }
@@ -259,6 +288,8 @@ pub struct Update<'a> {
     pub warming_up: usize,
     /// This poll's points.
     pub points: Vec<AnomalyEvent>,
+    /// This poll's alert events.
+    pub alerts: Vec<AlertEvent>,
     /// Series dropped this poll.
     pub dropped: &'a [String],
 }
@@ -286,7 +317,18 @@ impl ApiState {
     ) {
         let update = {
             let mut snap = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+            let mut alerts = Vec::new();
             for p in &points {
+                for (happened, event) in [(p.onset, "firing"), (p.resolved, "resolved")] {
+                    if happened {
+                        alerts.push(AlertEvent {
+                            event,
+                            series: p.series.clone(),
+                            host: p.host.clone(),
+                            point: p.point.clone(),
+                        });
+                    }
+                }
                 snap.push_point(&p.series, &p.host, p.point.clone(), p.alert);
                 if let Some(s) = snap.series.get_mut(&*p.series) {
                     s.state = p.state.clone();
@@ -294,6 +336,12 @@ impl ApiState {
             }
             for id in dropped {
                 snap.series.remove(id);
+            }
+            for a in &alerts {
+                if snap.alerts.len() == RECENT_ALERTS {
+                    snap.alerts.pop_front();
+                }
+                snap.alerts.push_back(a.clone());
             }
             snap.prometheus_up = prometheus_up;
             snap.report = report.clone();
@@ -313,6 +361,7 @@ impl ApiState {
                         alert: p.alert,
                     })
                     .collect(),
+                alerts,
                 dropped,
             }
         };
@@ -339,6 +388,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/anomalies/recent", get(recent))
+        .route("/api/alerts", get(alert_events))
         .route("/api/anomalies/summary", get(summary))
         .route("/api/status", get(status))
         .route("/api/series", get(series_list))
@@ -455,6 +505,16 @@ async fn recent(State(s): State<Arc<ApiState>>, Query(q): Query<Limit>) -> Json<
 /// The run's counters (polls, poll time, samples, models, series by state).
 async fn status(State(s): State<Arc<ApiState>>) -> Json<Report> {
     Json(read(&s).report.clone())
+}
+
+/// The latest alert events (firing, resolved), newest first.
+async fn alert_events(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<Limit>,
+) -> Json<Vec<AlertEvent>> {
+    let snap = read(&s);
+    let n = q.limit.unwrap_or(50).min(RECENT_ALERTS);
+    Json(snap.alerts.iter().rev().take(n).cloned().collect())
 }
 
 #[derive(Serialize)]

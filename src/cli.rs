@@ -124,8 +124,9 @@ pub struct Cli {
     /// Evaluate: share of each labelled series learned before walking forward.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.15)]
     pub train_fraction: f64,
-    /// Evaluate: refit on all past data this often while walking forward (e.g. 1d, 12h, 30m, 3600).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Evaluate: refit on all past data this often while walking forward (e.g. 1d, 12h, 30m, 3600;
+    /// `never`: fit once) [default: retrain_interval, the monitor's refit period].
+    #[arg(long, value_name = "DURATION", value_parser = parse_retrain)]
     pub retrain_every: Option<i64>,
     /// Seed of simulated anomalies [config: seed].
     #[arg(long, value_name = "N")]
@@ -162,6 +163,15 @@ pub struct Cli {
     /// Skip the data summary.
     #[arg(long)]
     pub no_eda: bool,
+}
+
+/// Parses a refit period: a duration, or `never` (0: fit once).
+pub fn parse_retrain(s: &str) -> Result<i64, String> {
+    if s.trim().eq_ignore_ascii_case("never") {
+        Ok(0)
+    } else {
+        parse_duration(s)
+    }
 }
 
 /// Parses `90`, `90s`, `30m`, `12h`, `1d` into seconds.

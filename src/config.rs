@@ -17,8 +17,10 @@ use serde_yaml::{Mapping, Value};
 
 use crate::secret::Secret;
 use crate::{
+    detect::{DecisionSettings, Side},
     forecast::{
-        optimizer::OptimizerKind, settings::Seasonality, ModelFamily, ProphetSettings, Trainer,
+        optimizer::OptimizerKind, settings::Seasonality, FutureTrend, ModelFamily, ProphetSettings,
+        Trainer,
     },
     source::{prometheus::PrometheusSettings, selector::Selector},
 };
@@ -130,6 +132,13 @@ struct RawConfig {
     retrain_interval: f64,
     threshold_multiplier: f64,
     sustained_samples: i64,
+    min_effect: f64,
+    alert_direction: Side,
+    band_calibration: bool,
+    alert_clear_after: f64,
+    alert_cooldown: f64,
+    rebaseline_after: f64,
+    alert_likelihood: f64,
     interval_width: f64,
     train_ratio: f64,
     monitoring_interval: f64,
@@ -147,6 +156,7 @@ struct RawConfig {
     prophet_seasonality_prior_scale: f64,
     prophet_uncertainty_samples: i64,
     prophet_optimizer: OptimizerKind,
+    prophet_future_trend: FutureTrend,
     seed: u64,
 }
 
@@ -170,8 +180,17 @@ impl Default for RawConfig {
             api_token: Secret::default(),
             api_token_file: PathBuf::new(),
             retrain_interval: 86_400.0,
-            threshold_multiplier: 2.0,
-            sustained_samples: 3,
+            // The decision path chosen by leave-series-out cross-validation
+            // (README "Detection quality", examples/cross_validate.rs).
+            threshold_multiplier: 2.5,
+            sustained_samples: 1,
+            min_effect: 3.0,
+            alert_direction: Side::Both,
+            band_calibration: false,
+            alert_clear_after: 1800.0,
+            alert_cooldown: 7200.0,
+            rebaseline_after: 7200.0,
+            alert_likelihood: 0.05,
             interval_width: 0.95,
             train_ratio: 0.8,
             monitoring_interval: 30.0,
@@ -189,6 +208,7 @@ impl Default for RawConfig {
             prophet_seasonality_prior_scale: 10.0,
             prophet_uncertainty_samples: 1000,
             prophet_optimizer: OptimizerKind::Native,
+            prophet_future_trend: FutureTrend::Flat,
             seed: 42,
         }
     }
@@ -255,6 +275,9 @@ pub struct Settings {
     pub threshold_multiplier: f64,
     /// Consecutive flagged samples that make a sustained anomaly (an alert).
     pub sustained_samples: u32,
+    /// The whole decision path (multiplier, sustained, effect size,
+    /// direction, calibration, hysteresis, cooldown, re-baselining).
+    pub decision: DecisionSettings,
     /// Share of history used for fitting when measuring accuracy, in (0, 1).
     pub train_ratio: f64,
     /// Poll interval of the monitor.
@@ -300,6 +323,7 @@ impl RawConfig {
             interval_width: self.interval_width,
             uncertainty_samples: self.prophet_uncertainty_samples.clamp(0, u32::MAX as i64) as u32,
             optimizer: self.prophet_optimizer,
+            future_trend: self.prophet_future_trend,
         }
     }
 }
@@ -339,6 +363,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
     ("SUSTAINED_SAMPLES", "sustained_samples"),
+    ("MIN_EFFECT", "min_effect"),
+    ("ALERT_DIRECTION", "alert_direction"),
+    ("BAND_CALIBRATION", "band_calibration"),
+    ("ALERT_CLEAR_AFTER", "alert_clear_after"),
+    ("ALERT_COOLDOWN", "alert_cooldown"),
+    ("REBASELINE_AFTER", "rebaseline_after"),
+    ("ALERT_LIKELIHOOD", "alert_likelihood"),
     ("TRAIN_RATIO", "train_ratio"),
     ("MONITORING_INTERVAL", "monitoring_interval"),
     ("LOG_LEVEL", "log_level"),
@@ -349,20 +380,38 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MODEL", "model"),
     ("ROBUST_TRAINING", "robust_training"),
     ("PROPHET_OPTIMIZER", "prophet_optimizer"),
+    ("PROPHET_FUTURE_TREND", "prophet_future_trend"),
     ("SEED", "seed"),
 ];
 
 fn kind_of(key: &str) -> Kind {
     match key {
         "influxdb.enabled"
+        | "band_calibration"
         | "robust_training"
         | "prophet_daily_seasonality"
         | "prophet_weekly_seasonality"
         | "prophet_yearly_seasonality" => Kind::Bool,
-        "influxdb.url" | "influxdb.token" | "influxdb.org" | "influxdb.bucket" | "influxdb.api"
-        | "prometheus_query" | "prometheus_url" | "api_listen" | "api_token" | "api_token_file"
-        | "model" | "prophet_optimizer" | "log_level" | "log_dir" | "dataset" | "model_path"
-        | "model_selector" | "output_dir" => Kind::Str,
+        "influxdb.url"
+        | "influxdb.token"
+        | "influxdb.org"
+        | "influxdb.bucket"
+        | "influxdb.api"
+        | "prometheus_query"
+        | "prometheus_url"
+        | "api_listen"
+        | "api_token"
+        | "api_token_file"
+        | "model"
+        | "prophet_optimizer"
+        | "prophet_future_trend"
+        | "log_level"
+        | "log_dir"
+        | "dataset"
+        | "model_path"
+        | "model_selector"
+        | "output_dir"
+        | "alert_direction" => Kind::Str,
         _ => Kind::Num,
     }
 }
@@ -593,6 +642,33 @@ impl Settings {
                 "between 0 and 100",
             ));
         }
+        if !(raw.min_effect.is_finite() && (0.0..=100.0).contains(&raw.min_effect)) {
+            return Err(range(
+                "min_effect",
+                raw.min_effect.to_string(),
+                "between 0 and 100 (percentage points)",
+            ));
+        }
+        for (key, v) in [
+            ("alert_clear_after", raw.alert_clear_after),
+            ("alert_cooldown", raw.alert_cooldown),
+            ("rebaseline_after", raw.rebaseline_after),
+        ] {
+            if !(v.is_finite() && (0.0..=30.0 * 86_400.0).contains(&v)) {
+                return Err(range(
+                    key,
+                    v.to_string(),
+                    "between 0 and 2592000 seconds (30 days)",
+                ));
+            }
+        }
+        if !(raw.alert_likelihood.is_finite() && (0.0..0.5).contains(&raw.alert_likelihood)) {
+            return Err(range(
+                "alert_likelihood",
+                raw.alert_likelihood.to_string(),
+                "a tail probability in [0, 0.5) (0: off)",
+            ));
+        }
         if !(1..=10_000).contains(&raw.sustained_samples) {
             return Err(range(
                 "sustained_samples",
@@ -728,6 +804,17 @@ impl Settings {
             },
             threshold_multiplier: raw.threshold_multiplier,
             sustained_samples: raw.sustained_samples as u32,
+            decision: DecisionSettings {
+                multiplier: raw.threshold_multiplier,
+                sustained: raw.sustained_samples as u32,
+                min_effect: raw.min_effect,
+                direction: raw.alert_direction,
+                calibrate: raw.band_calibration,
+                clear_after: raw.alert_clear_after.round() as i64,
+                cooldown: raw.alert_cooldown.round() as i64,
+                rebaseline_after: raw.rebaseline_after.round() as i64,
+                likelihood: raw.alert_likelihood,
+            },
             train_ratio: raw.train_ratio,
             monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
             retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,
@@ -856,6 +943,37 @@ mod tests {
         assert_eq!(s.monitor.min_history, d.monitor.min_history);
         assert_eq!(s.prometheus.training_step, d.prometheus.training_step);
         assert_eq!(s.prometheus.history, d.prometheus.history);
+        assert_eq!(s.decision, d.decision);
+    }
+
+    #[test]
+    fn decision_keys_and_their_ranges() {
+        let s = load(
+            "alert_direction: above\nalert_cooldown: 600\nmin_effect: 5\n",
+            &[("ALERT_LIKELIHOOD", "0.01"), ("BAND_CALIBRATION", "true")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.decision.direction, Side::Above);
+        assert_eq!(s.decision.cooldown, 600);
+        assert_eq!(s.decision.min_effect, 5.0);
+        assert_eq!(s.decision.likelihood, 0.01);
+        assert!(s.decision.calibrate);
+        let e = load("alert_direction: sideways\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.yaml: key `alert_direction`"), "{e}");
+        let e = load("", &[("ALERT_LIKELIHOOD", "0.7")], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("environment variable ALERT_LIKELIHOOD"),
+            "{e}"
+        );
+        let e = load("alert_cooldown: -1\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alert_cooldown"), "{e}");
     }
 
     #[test]

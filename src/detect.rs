@@ -9,7 +9,11 @@
 //! yhat, 1 at the scaled band's edge, above 1 outside. It means the same for
 //! any model that produces a band.
 
+pub mod decide;
+
 use serde::Serialize;
+
+pub use decide::{Decider, DecisionSettings, Side, Verdict};
 
 /// Severity of a flagged sample, from its score (see [`Severity::from_score`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -12,6 +12,7 @@
 
 pub mod labels;
 pub mod metrics;
+pub mod nab;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -23,13 +24,14 @@ use serde::Serialize;
 use crate::{
     config::Settings,
     dataset::{self, ReadOptions, Series, Unit},
-    detect::{AlertPolicy, Detection, Detector},
+    detect::{Decider, DecisionSettings, Detection, Detector, Verdict},
     forecast::{Forecast, ForecastError, Trainer},
     plots::PlotError,
     simulate,
 };
 use labels::{point_labels, LabelError, Labels};
 use metrics::{Curve, EventMetrics, PointMetrics};
+use nab::{NabScores, Raw};
 
 /// Default share of a labelled series used for learning before walking forward.
 pub const DEFAULT_LABELLED_TRAIN_FRACTION: f64 = 0.15;
@@ -83,7 +85,8 @@ pub struct EvalOptions {
     pub output_dir: PathBuf,
     /// Learning share for labelled runs (default 0.15).
     pub train_fraction: Option<f64>,
-    /// Refit period in seconds for labelled runs.
+    /// Refit period in seconds for labelled runs (`None`: `retrain_interval`;
+    /// `Some(0)`: fit once).
     pub retrain_every: Option<i64>,
     /// Seed of the simulated injections.
     pub seed: u64,
@@ -113,8 +116,14 @@ pub struct ScoredSeries {
     pub forecast: Forecast,
     /// In-sample fit over the learning period (empty when not computed).
     pub learn_forecast: Forecast,
-    /// Detections for the scored points at the configured multiplier.
+    /// Detections for the scored points with the configured decision path.
     pub detections: Vec<Detection>,
+    /// The decision path's verdicts for the scored points.
+    pub verdicts: Vec<Verdict>,
+    /// Indices (into the scored points) where a newly fitted model starts.
+    pub refits: Vec<usize>,
+    /// Probability mass of the model's band.
+    pub interval_width: f64,
     /// Score at multiplier 1 for the scored points (ranks for ROC/PR; flag at
     /// multiplier m ⇔ this score > m).
     pub base_scores: Vec<f64>,
@@ -135,7 +144,12 @@ pub struct SweepPoint {
     pub event: Option<EventMetrics>,
     /// Event-level metrics of the raw sample flags (the original rule).
     pub flag_event: Option<EventMetrics>,
+    /// NAB standard score of the alert onsets.
+    pub nab: Option<f64>,
 }
+
+/// Raw NAB scores per profile of the alert onsets and of the raw flags.
+pub type RawPair = ([Raw; 3], [Raw; 3]);
 
 /// All metrics of one series (or of a total).
 #[derive(Debug, Clone, Serialize)]
@@ -154,27 +168,96 @@ pub struct Metrics {
     pub event: Option<EventMetrics>,
     /// Event-level metrics of the raw sample flags, for windowed labels.
     pub flag_event: Option<EventMetrics>,
+    /// NAB scores of the alert onsets (one detection per alert), for
+    /// windowed labels.
+    pub nab: Option<NabScores>,
+    /// NAB scores of the raw flags (every flagged sample a detection).
+    pub flag_nab: Option<NabScores>,
+    /// Raw NAB scores (alert onsets, raw flags) per profile, for totals.
+    #[serde(skip)]
+    pub nab_raw: Option<RawPair>,
     /// Metrics per multiplier.
     pub sweep: Vec<SweepPoint>,
 }
 
+/// Runs the decision path over a forecast: one [`Decider`] for the whole
+/// series, told when a new model takes over (at `refits`, indices into the
+/// points).
+pub fn decide_all(
+    forecast: &Forecast,
+    values: &[f64],
+    refits: &[usize],
+    settings: &DecisionSettings,
+    interval_width: f64,
+    unit: Unit,
+) -> Vec<Verdict> {
+    // min_effect is in percentage points; fractions of a CPU scale it.
+    let s = DecisionSettings {
+        min_effect: settings.min_effect * unit.full_scale() / 100.0,
+        ..*settings
+    };
+    let mut d = Decider::new(s);
+    let mut next = refits.iter().copied().peekable();
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            while next.peek().is_some_and(|&r| r <= i) {
+                if next.next().is_some_and(|r| r == i && i > 0) {
+                    d.refitted();
+                }
+            }
+            d.update(
+                forecast.timestamps[i],
+                v,
+                forecast.yhat[i],
+                forecast.lower[i],
+                forecast.upper[i],
+                interval_width,
+            )
+        })
+        .collect()
+}
+
 impl ScoredSeries {
-    /// Flags for all points (false during learning) at multiplier `m`.
+    /// Flags for all points (false during learning) at multiplier `m` (the
+    /// raw band rule, before the decision path).
     pub fn flags_at(&self, m: f64) -> Vec<bool> {
         let mut f = vec![false; self.first_scored];
         f.extend(self.base_scores.iter().map(|&z| z > m));
         f
     }
 
-    /// Alerts for all points (false during learning) at multiplier `m` with
-    /// `sustained` consecutive flags needed.
-    pub fn alerts_at(&self, m: f64, sustained: u32) -> Vec<bool> {
+    /// The decision path's verdicts for the scored points with `settings`.
+    pub fn decide(&self, settings: &DecisionSettings) -> Vec<Verdict> {
+        decide_all(
+            &self.forecast,
+            &self.values[self.first_scored..],
+            &self.refits,
+            settings,
+            self.interval_width,
+            self.unit,
+        )
+    }
+
+    /// Alert states for all points (false during learning) from `verdicts`.
+    pub fn alert_states(&self, verdicts: &[Verdict]) -> Vec<bool> {
         let mut f = vec![false; self.first_scored];
-        f.extend(AlertPolicy::alerts_from_base_scores(
-            sustained,
-            &self.base_scores,
-            m,
-        ));
+        f.extend(verdicts.iter().map(|v| v.alert));
+        f
+    }
+
+    /// Alert onsets for all points (false during learning) from `verdicts`.
+    pub fn alert_onsets(&self, verdicts: &[Verdict]) -> Vec<bool> {
+        let mut f = vec![false; self.first_scored];
+        f.extend(verdicts.iter().map(|v| v.onset));
+        f
+    }
+
+    /// Decision flags for all points (false during learning) from `verdicts`.
+    pub fn decision_flags(&self, verdicts: &[Verdict]) -> Vec<bool> {
+        let mut f = vec![false; self.first_scored];
+        f.extend(verdicts.iter().map(|v| v.detection.is_anomaly));
         f
     }
 
@@ -183,8 +266,9 @@ impl ScoredSeries {
         self.labels.as_deref().map(|l| &l[self.first_scored..])
     }
 
-    /// Computes every metric for this series.
-    pub fn metrics(&self, multiplier: f64, sustained: u32) -> Metrics {
+    /// Computes every metric for this series with the decision `settings`
+    /// (the sweep varies their multiplier).
+    pub fn metrics(&self, settings: &DecisionSettings) -> Metrics {
         let labels = self.scored_labels().unwrap_or(&[]);
         let flags: Vec<bool> = self.detections.iter().map(|d| d.is_anomaly).collect();
         let events = |flags: &[bool]| {
@@ -192,37 +276,55 @@ impl ScoredSeries {
                 .as_ref()
                 .map(|w| EventMetrics::compute(&self.timestamps, flags, w))
         };
+        let nab_raw = |detections: &[bool]| {
+            self.windows
+                .as_ref()
+                .map(|w| nab::score_all(&self.timestamps, detections, w))
+        };
         let sweep = SWEEP
             .iter()
             .map(|&m| {
-                let all = self.flags_at(m);
+                let v = self.decide(&DecisionSettings {
+                    multiplier: m,
+                    ..*settings
+                });
+                let all = self.decision_flags(&v);
                 SweepPoint {
                     multiplier: m,
                     point: PointMetrics::compute(labels, &all[self.first_scored..]),
-                    event: events(&self.alerts_at(m, sustained)),
+                    event: events(&self.alert_states(&v)),
                     flag_event: events(&all),
+                    nab: nab_raw(&self.alert_onsets(&v)).map(|r| nab::normalise(&r).standard),
                 }
             })
             .collect();
+        let all_flags = self.decision_flags(&self.verdicts);
+        let raw = nab_raw(&self.alert_onsets(&self.verdicts)).zip(nab_raw(&all_flags));
         Metrics {
             series: self.name.clone(),
             points: self.detections.len(),
             point: PointMetrics::compute(labels, &flags),
             roc: metrics::roc(labels, &self.base_scores),
             pr: metrics::pr(labels, &self.base_scores),
-            event: events(&self.alerts_at(multiplier, sustained)),
-            flag_event: events(&self.flags_at(multiplier)),
+            event: events(&self.alert_states(&self.verdicts)),
+            flag_event: events(&all_flags),
+            nab: raw.map(|(a, _)| nab::normalise(&a)),
+            flag_nab: raw.map(|(_, f)| nab::normalise(&f)),
+            nab_raw: raw,
             sweep,
         }
     }
 }
 
-/// Totals over series: counts summed; curves from all points pooled.
-pub fn total_metrics(series: &[ScoredSeries], multiplier: f64, sustained: u32) -> Metrics {
-    let per: Vec<Metrics> = series
-        .iter()
-        .map(|s| s.metrics(multiplier, sustained))
-        .collect();
+/// Totals over series: counts summed; curves from all points pooled; NAB
+/// raw scores summed, then normalised.
+pub fn total_metrics(series: &[ScoredSeries], settings: &DecisionSettings) -> Metrics {
+    let per: Vec<Metrics> = series.iter().map(|s| s.metrics(settings)).collect();
+    total_of(series, &per)
+}
+
+/// Totals of already computed per-series metrics.
+pub fn total_of(series: &[ScoredSeries], per: &[Metrics]) -> Metrics {
     let mut labels = Vec::new();
     let mut scores = Vec::new();
     for s in series {
@@ -239,6 +341,17 @@ pub fn total_metrics(series: &[ScoredSeries], multiplier: f64, sustained: u32) -
                 .fold(EventMetrics::default(), |a, b| a.merge(&b))
         })
     };
+    let sum_raw = |pick: &dyn Fn(&RawPair) -> [Raw; 3]| {
+        windowed.then(|| {
+            per.iter()
+                .filter_map(|m| m.nab_raw.as_ref().map(pick))
+                .fold([Raw::default(); 3], |a, b| {
+                    [a[0].merge(&b[0]), a[1].merge(&b[1]), a[2].merge(&b[2])]
+                })
+        })
+    };
+    let nab_alerts = sum_raw(&|r| r.0);
+    let nab_flags = sum_raw(&|r| r.1);
     let sweep = SWEEP
         .iter()
         .enumerate()
@@ -249,6 +362,8 @@ pub fn total_metrics(series: &[ScoredSeries], multiplier: f64, sustained: u32) -
                 .fold(PointMetrics::default(), |a, b| a.merge(&b.sweep[i].point)),
             event: sum_event(&|x: &Metrics| x.sweep[i].event),
             flag_event: sum_event(&|x: &Metrics| x.sweep[i].flag_event),
+            // Not additive: the sweep's totals carry no NAB score.
+            nab: None,
         })
         .collect();
     Metrics {
@@ -261,6 +376,9 @@ pub fn total_metrics(series: &[ScoredSeries], multiplier: f64, sustained: u32) -
         pr: metrics::pr(&labels, &scores),
         event: sum_event(&|x: &Metrics| x.event),
         flag_event: sum_event(&|x: &Metrics| x.flag_event),
+        nab: nab_alerts.map(|r| nab::normalise(&r)),
+        flag_nab: nab_flags.map(|r| nab::normalise(&r)),
+        nab_raw: nab_alerts.zip(nab_flags),
         sweep,
     }
 }
@@ -274,6 +392,8 @@ pub struct WalkForward {
     pub scored: Forecast,
     /// Training points robust training dropped, summed over refits.
     pub dropped: usize,
+    /// Indices into the scored points where each model starts.
+    pub refits: Vec<usize>,
 }
 
 /// Fits on everything before each refit boundary and forecasts up to the
@@ -290,8 +410,10 @@ pub fn walk_forward(
     let mut out = Forecast::default();
     let mut learn = None;
     let mut dropped = 0;
+    let mut refits = Vec::new();
     let mut i = first;
     while i < n {
+        refits.push(i - first);
         let end = match retrain_every {
             Some(d) if d > 0 => {
                 let limit = ts[i] + d;
@@ -316,20 +438,63 @@ pub fn walk_forward(
         learn: learn.unwrap_or_default(),
         scored: out,
         dropped,
+        refits,
     })
 }
 
-fn detect_all(forecast: &Forecast, values: &[f64], m: f64) -> (Vec<Detection>, Vec<f64>) {
-    let det = Detector::new(m);
+/// Scores at multiplier 1 (the raw band rule's ranking, for ROC/PR).
+fn base_scores(forecast: &Forecast, values: &[f64]) -> Vec<f64> {
     let base = Detector::new(1.0);
-    let mut d = Vec::with_capacity(values.len());
-    let mut z = Vec::with_capacity(values.len());
-    for (i, &v) in values.iter().enumerate() {
-        let (y, lo, up) = (forecast.yhat[i], forecast.lower[i], forecast.upper[i]);
-        d.push(det.check(v, y, lo, up));
-        z.push(base.check(v, y, lo, up).score);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            base.check(v, forecast.yhat[i], forecast.lower[i], forecast.upper[i])
+                .score
+        })
+        .collect()
+}
+
+/// A scored series from its forecast: the decision path's verdicts and the
+/// base scores.
+#[allow(clippy::too_many_arguments)]
+fn scored_series(
+    name: &str,
+    series: &Series,
+    values: Vec<f64>,
+    first: usize,
+    forecast: Forecast,
+    learn_forecast: Forecast,
+    refits: Vec<usize>,
+    labels: Option<Vec<bool>>,
+    windows: Option<Vec<(i64, i64)>>,
+    settings: &Settings,
+) -> ScoredSeries {
+    let interval_width = settings.prophet.interval_width;
+    let verdicts = decide_all(
+        &forecast,
+        &values[first..],
+        &refits,
+        &settings.decision,
+        interval_width,
+        series.unit,
+    );
+    ScoredSeries {
+        name: name.to_string(),
+        unit: series.unit,
+        timestamps: series.timestamps.clone(),
+        first_scored: first,
+        base_scores: base_scores(&forecast, &values[first..]),
+        detections: verdicts.iter().map(|v| v.detection).collect(),
+        values,
+        forecast,
+        learn_forecast,
+        verdicts,
+        refits,
+        interval_width,
+        labels,
+        windows,
     }
-    (d, z)
 }
 
 /// The labelled protocol on one series.
@@ -350,24 +515,18 @@ pub fn evaluate_labelled(
             source,
         }
     })?;
-    let (detections, base_scores) = detect_all(
-        &wf.scored,
-        &series.values[first..],
-        settings.threshold_multiplier,
-    );
-    Ok(ScoredSeries {
-        name: name.to_string(),
-        unit: series.unit,
-        timestamps: series.timestamps.clone(),
-        values: series.values.clone(),
-        first_scored: first,
-        forecast: wf.scored,
-        learn_forecast: wf.learn,
-        detections,
-        base_scores,
-        labels: Some(point_labels(&series.timestamps, &windows)),
-        windows: Some(windows),
-    })
+    Ok(scored_series(
+        name,
+        series,
+        series.values.clone(),
+        first,
+        wf.scored,
+        wf.learn,
+        wf.refits,
+        Some(point_labels(&series.timestamps, &windows)),
+        Some(windows),
+        settings,
+    ))
 }
 
 /// The simulated protocol on one series: fit on the head, inject into the
@@ -415,21 +574,18 @@ pub fn evaluate_simulated(
             *l |= k;
         }
     }
-    let (detections, base_scores) =
-        detect_all(&forecast, &values[first..], settings.threshold_multiplier);
-    Ok(ScoredSeries {
-        name: name.to_string(),
-        unit: series.unit,
-        timestamps: series.timestamps.clone(),
+    Ok(scored_series(
+        name,
+        series,
         values,
-        first_scored: first,
+        first,
         forecast,
         learn_forecast,
-        detections,
-        base_scores,
-        labels: Some(labels),
-        windows: None,
-    })
+        vec![0],
+        Some(labels),
+        None,
+        settings,
+    ))
 }
 
 /// CSV files under `dir`, sorted, as (absolute, relative with `/`).
@@ -503,6 +659,12 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
         vec![(opts.dataset.clone(), name)]
     };
     let trainer = settings.trainer();
+    // Refit on the monitor's schedule unless told otherwise (0: fit once).
+    let retrain_every = match opts.retrain_every {
+        None => Some(settings.retrain_interval.as_secs().max(1) as i64),
+        Some(0) => None,
+        Some(d) => Some(d),
+    };
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")
@@ -533,7 +695,7 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
                 w,
                 settings,
                 train_fraction,
-                opts.retrain_every,
+                retrain_every,
             )?,
             w => {
                 let known = w.map(|w| point_labels(&series.timestamps, &w));
@@ -551,9 +713,11 @@ pub fn run(settings: &Settings, opts: &EvalOptions) -> Result<Evaluation, Evalua
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let (m, n) = (settings.threshold_multiplier, settings.sustained_samples);
-    let per_series: Vec<Metrics> = scored.iter().map(|s| s.metrics(m, n)).collect();
-    let total = total_metrics(&scored, m, n);
+    let per_series: Vec<Metrics> = scored
+        .iter()
+        .map(|s| s.metrics(&settings.decision))
+        .collect();
+    let total = total_of(&scored, &per_series);
     let mut eval = Evaluation {
         series: scored,
         per_series,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use level::LevelModel;
 pub use mstl::MstlModel;
 pub use prophet::{ProphetModel, ProphetTrainer};
-pub use settings::{ProphetSettings, Seasonality};
+pub use settings::{FutureTrend, ProphetSettings, Seasonality};
 
 use crate::dataset::Unit;
 

@@ -49,7 +49,7 @@ pub use crate::status::{Report, SeriesReport};
 use crate::{
     api,
     config::Settings,
-    detect::{AlertPolicy, Detector, Severity},
+    detect::{Decider, Severity},
     forecast::ForecastError,
     sink::{self, influx, Batching, Destination, SinkHandle},
     source::{
@@ -234,7 +234,6 @@ struct Monitor<'a> {
     failover: Failover,
     simulator: Simulator,
     sim_hosts: Vec<String>,
-    detector: Detector,
     table: Table,
     pool: Pool,
     fetcher: Fetcher,
@@ -315,7 +314,6 @@ impl<'a> Monitor<'a> {
                 1 => vec![SIM_HOST.to_string()],
                 n => (1..=n).map(|i| format!("{SIM_HOST}-{i}")).collect(),
             },
-            detector: Detector::new(settings.threshold_multiplier),
             table: Table::new(Timing {
                 retrain: ms(settings.retrain_interval),
                 grace: ms(settings.monitor.series_grace_period),
@@ -424,7 +422,8 @@ impl<'a> Monitor<'a> {
             SourceKind::Prometheus => Origin::Prometheus,
             SourceKind::Simulation => Origin::Simulation,
         };
-        let sustained = self.settings.sustained_samples;
+        let decision = self.settings.decision;
+        let interval_width = self.settings.prophet.interval_width;
         let threshold = self.settings.threshold_multiplier;
         for (id, labels, ts, value) in samples {
             let (slot, new) = self.table.observe(&id, now_ms, || NewSeries {
@@ -434,7 +433,7 @@ impl<'a> Monitor<'a> {
                 }),
                 labels,
                 origin,
-                policy: AlertPolicy::new(sustained),
+                decider: Decider::new(decision),
             });
             if new && self.table.counts().series <= LOG_EVERY_SERIES_UP_TO {
                 tracing::info!("new series {id}: warming up until its model is ready");
@@ -442,9 +441,12 @@ impl<'a> Monitor<'a> {
             let Some(e) = self.table.get_mut(slot) else {
                 continue;
             };
-            let band = e.horizon.as_ref().and_then(|h| h.band_at(ts));
-            let detection = band.map(|b| self.detector.check(value, b.yhat, b.lower, b.upper));
-            let alert = detection.as_ref().is_some_and(|d| e.policy.update(d));
+            let (band, verdict) = match e.horizon.as_deref() {
+                Some(h) => judge_sample(&mut e.decider, h, ts, value, interval_width),
+                None => (None, None),
+            };
+            let detection = verdict.map(|v| v.detection);
+            let alert = verdict.is_some_and(|v| v.alert);
             let model = e.model.as_ref();
             out.record(&Judged {
                 series: &e.id,
@@ -455,6 +457,8 @@ impl<'a> Monitor<'a> {
                 band,
                 detection,
                 alert,
+                onset: verdict.is_some_and(|v| v.onset),
+                resolved: verdict.is_some_and(|v| v.resolved),
                 short_history: band.is_some()
                     && model.is_some_and(|m| m.compact.is_short_history()),
                 trained_at: model.map(|m| m.trained_at),
@@ -462,6 +466,8 @@ impl<'a> Monitor<'a> {
             });
             let r = &mut self.report;
             r.samples += 1;
+            r.alert_onsets += u64::from(verdict.is_some_and(|v| v.onset));
+            r.alert_resolutions += u64::from(verdict.is_some_and(|v| v.resolved));
             let (Some(d), Some(b)) = (detection, band) else {
                 r.warming_samples += 1;
                 continue;
@@ -795,6 +801,21 @@ impl<'a> Monitor<'a> {
             })
             .collect()
     }
+}
+
+/// Judges one sample of a series: its band from the horizon (none outside
+/// it) and the decision path's verdict, the same implementation
+/// `--mode evaluate` runs ([`crate::evaluate::decide_all`]).
+pub fn judge_sample(
+    decider: &mut Decider,
+    horizon: &horizon::Horizon,
+    ts: i64,
+    value: f64,
+    interval_width: f64,
+) -> (Option<horizon::Band>, Option<crate::detect::Verdict>) {
+    let band = horizon.band_at(ts);
+    let verdict = band.map(|b| decider.update(ts, value, b.yhat, b.lower, b.upper, interval_width));
+    (band, verdict)
 }
 
 /// Runs the monitor until a signal (or `max_ticks`).

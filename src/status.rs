@@ -25,8 +25,12 @@ pub struct Report {
     pub warming_samples: u64,
     /// Flagged samples by severity.
     pub anomalies_by_severity: BTreeMap<String, u64>,
-    /// Alerts raised (sustained or critical).
+    /// Samples judged while an alert was firing.
     pub alerts: u64,
+    /// Alerts that fired (onsets).
+    pub alert_onsets: u64,
+    /// Alerts that resolved.
+    pub alert_resolutions: u64,
     /// Current source.
     pub source: String,
     /// Polls served by the simulation.

@@ -100,6 +100,54 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 #[test]
+fn alert_events_are_listed_and_exported() {
+    let st = ApiState::new(Arc::new(SinkStats::default()), None);
+    let published = |onset: bool, resolved: bool, alert: bool| api::Published {
+        series: "web-1:9100".into(),
+        host: "web-1:9100".into(),
+        point: point(100, 95.0, 4.5),
+        alert,
+        onset,
+        resolved,
+        state: api::SeriesState::default(),
+    };
+    st.publish(
+        vec![published(true, false, true)],
+        &[],
+        true,
+        &Report::default(),
+        0,
+    );
+    let st = Arc::new(st);
+    let rt = rt();
+    let (s, _, body) = rt.block_on(get(st.clone(), "/api/alerts", None));
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["event"], "firing");
+    assert_eq!(v[0]["series"], "web-1:9100");
+    let (_, _, metrics) = rt.block_on(get(st.clone(), "/metrics", None));
+    assert!(
+        metrics.contains(r#"cpu_anomaly_alert_firing{series="web-1:9100",host="web-1:9100"} 1"#),
+        "{metrics}"
+    );
+    st.publish(
+        vec![published(false, true, false)],
+        &[],
+        true,
+        &Report::default(),
+        0,
+    );
+    let (_, _, body) = rt.block_on(get(st.clone(), "/api/alerts", None));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["event"], "resolved");
+    assert_eq!(v[1]["event"], "firing");
+    let (_, _, metrics) = rt.block_on(get(st, "/metrics", None));
+    assert!(
+        metrics.contains(r#"cpu_anomaly_alert_firing{series="web-1:9100",host="web-1:9100"} 0"#)
+    );
+}
+
+#[test]
 fn health_reports_readiness_details() {
     let (s, _, body) = rt().block_on(get(state(None), "/health", None));
     assert_eq!(s, 200);

@@ -87,7 +87,7 @@ fn finds_injected_anomalies(family: ModelFamily) {
     let trainer = trainer(&s, family);
     let data = series(21 * 48, 2);
     let scored = evaluate::evaluate_simulated(&trainer, &data, "gen", &s, 9, None).unwrap();
-    let m = scored.metrics(s.threshold_multiplier, s.sustained_samples);
+    let m = scored.metrics(&s.decision);
     let positives = m.point.tp + m.point.fn_;
     assert!(
         positives >= 8,
@@ -143,7 +143,7 @@ fn labelled_protocol_hits_labelled_windows() {
     let scored =
         evaluate::evaluate_labelled(&trainer, &data, "gen", windows, &s, 0.15, Some(86_400))
             .unwrap();
-    let m = scored.metrics(s.threshold_multiplier, s.sustained_samples);
+    let m = scored.metrics(&s.decision);
     let ev = m.event.unwrap();
     assert_eq!(ev.windows, 3);
     assert!(ev.hit >= 2, "hit {} of 3 windows", ev.hit);
@@ -203,7 +203,7 @@ fn evaluate_cli_simulated_writes_everything() {
     let header = scored.lines().next().unwrap();
     assert_eq!(
         header,
-        "timestamp,value,yhat,yhat_lower,yhat_upper,lower_threshold,upper_threshold,score,is_anomaly,severity,alert,phase,label"
+        "timestamp,value,yhat,yhat_lower,yhat_upper,lower_threshold,upper_threshold,score,is_anomaly,severity,alert,alert_onset,alert_resolved,phase,label"
     );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("out/evaluation.json")).unwrap())
@@ -269,7 +269,15 @@ fn evaluate_cli_directory_with_labels_totals_series() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for w in ["sub/a.csv", "sub/b.csv", "TOTAL", "Event-level F1"] {
+    for w in [
+        "sub/a.csv",
+        "sub/b.csv",
+        "TOTAL",
+        "Event-level F1",
+        "Event-level, raw flags",
+        "NAB score, alert onsets: standard",
+        "NAB score, raw flags:",
+    ] {
         assert!(stdout.contains(w), "missing {w}: {stdout}");
     }
     // Scored files keep the data's relative paths (what score_events.py reads).
@@ -279,6 +287,20 @@ fn evaluate_cli_directory_with_labels_totals_series() {
         serde_json::from_slice(&std::fs::read(dir.path().join("out/evaluation.json")).unwrap())
             .unwrap();
     assert_eq!(json["total"]["event"]["windows"], 4);
+    // NAB scores for the alert onsets and the raw flags, within the
+    // benchmark's range (a detector can score below the null one).
+    for key in ["nab", "flag_nab"] {
+        let v = json["total"][key]["standard"].as_f64().unwrap();
+        assert!((-1000.0..=100.0).contains(&v), "{key}: {v}");
+    }
+    assert_eq!(json["total"]["nab"]["counts"]["windows"], 4);
+    // The scored CSV carries the alert events.
+    let scored = std::fs::read_to_string(dir.path().join("out/sub/a.csv")).unwrap();
+    assert!(scored
+        .lines()
+        .next()
+        .unwrap()
+        .contains("alert,alert_onset,alert_resolved"));
     assert_eq!(json["per_series"].as_array().unwrap().len(), 2);
 }
 

@@ -71,6 +71,8 @@ fn sample_points_from(base: i64, i: i64) -> Vec<schema::Point> {
         alert: false,
         threshold: 2.0,
         short_history: false,
+        onset: false,
+        resolved: false,
     })
 }
 

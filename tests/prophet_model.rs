@@ -94,14 +94,14 @@ fn a_version_1_model_file_loads_to_the_same_forecast_as_a_fresh_fit() {
     let series =
         cpu_anomaly::dataset::read_csv(&dir.join("model_v1_history.csv"), &Default::default())
             .unwrap();
+    // Files written before `future_trend` existed extrapolate the trend
+    // (Prophet's own forecast), as they did.
+    let linear = ProphetSettings {
+        future_trend: cpu_anomaly::forecast::FutureTrend::Linear,
+        ..ProphetSettings::default()
+    };
     let fresh = ProphetTrainer::new()
-        .fit(
-            &series.timestamps,
-            &series.values,
-            &ProphetSettings::default(),
-            series.unit,
-            42,
-        )
+        .fit(&series.timestamps, &series.values, &linear, series.unit, 42)
         .unwrap();
     assert_eq!(old.unit(), Unit::Percent);
     assert_eq!(old.points(), 300);

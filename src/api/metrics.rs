@@ -42,8 +42,20 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
         (
             "cpu_anomaly_alerts_total",
             "counter",
-            "Alerts raised (sustained or critical).",
+            "Samples judged while an alert was firing.",
             r.alerts as f64,
+        ),
+        (
+            "cpu_anomaly_alert_onsets_total",
+            "counter",
+            "Alerts that fired.",
+            r.alert_onsets as f64,
+        ),
+        (
+            "cpu_anomaly_alert_resolutions_total",
+            "counter",
+            "Alerts that resolved.",
+            r.alert_resolutions as f64,
         ),
         (
             "cpu_anomaly_points_written_total",
@@ -155,6 +167,10 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
             "cpu_anomaly_short_history",
             Some(f64::from(u8::from(s.state.short_history))),
         );
+        put(
+            "cpu_anomaly_alert_firing",
+            Some(f64::from(u8::from(s.alert_firing()))),
+        );
     }
     for (name, help) in [
         (
@@ -171,6 +187,10 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
         (
             "cpu_anomaly_warming_up",
             "1 while the series has no model yet.",
+        ),
+        (
+            "cpu_anomaly_alert_firing",
+            "1 while an alert is firing for the series (from its onset to its resolution).",
         ),
         (
             "cpu_anomaly_short_history",

@@ -26,11 +26,10 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> EvaluateError + '_ {
 
 /// Writes one scored CSV: every row of the series; rows of the learning
 /// period have empty forecast fields, `phase=learn` and are never flagged.
-pub fn write_scored_csv(
-    path: &Path,
-    s: &ScoredSeries,
-    alerts: &[bool],
-) -> Result<(), EvaluateError> {
+/// `alert` is the alert state, `alert_onset` and `alert_resolved` its
+/// events; `lower_threshold`/`upper_threshold` the band the decision path
+/// judged against (moved by an accepted level shift, calibrated, scaled).
+pub fn write_scored_csv(path: &Path, s: &ScoredSeries) -> Result<(), EvaluateError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
@@ -38,7 +37,7 @@ pub fn write_scored_csv(
     let mut w = std::io::BufWriter::new(f);
     let has_labels = s.labels.is_some();
     let mut header =
-        "timestamp,value,yhat,yhat_lower,yhat_upper,lower_threshold,upper_threshold,score,is_anomaly,severity,alert,phase"
+        "timestamp,value,yhat,yhat_lower,yhat_upper,lower_threshold,upper_threshold,score,is_anomaly,severity,alert,alert_onset,alert_resolved,phase"
             .to_string();
     if has_labels {
         header.push_str(",label");
@@ -51,7 +50,7 @@ pub fn write_scored_csv(
             let f = &s.learn_forecast;
             let _ = write!(
                 line,
-                ",{:.6},{:.6},{:.6},,,{:.4},false,,false,learn",
+                ",{:.6},{:.6},{:.6},,,{:.4},false,,false,false,false,learn",
                 f.yhat[i],
                 f.lower[i],
                 f.upper[i],
@@ -60,13 +59,14 @@ pub fn write_scored_csv(
                     .score
             );
         } else if i < s.first_scored {
-            line.push_str(",,,,,,,false,,false,learn");
+            line.push_str(",,,,,,,false,,false,false,false,learn");
         } else {
             let k = i - s.first_scored;
-            let d = &s.detections[k];
+            let v = &s.verdicts[k];
+            let d = &v.detection;
             let _ = write!(
                 line,
-                ",{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{},{},{},score",
+                ",{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{},{},{},{},{},score",
                 s.forecast.yhat[k],
                 s.forecast.lower[k],
                 s.forecast.upper[k],
@@ -75,7 +75,9 @@ pub fn write_scored_csv(
                 d.score,
                 d.is_anomaly,
                 d.severity.as_str(),
-                alerts[i]
+                v.alert,
+                v.onset,
+                v.resolved
             );
         }
         if let Some(l) = &s.labels {
@@ -96,6 +98,8 @@ struct MetricsSummary<'a> {
     pr_auc: f64,
     event: Option<EventMetrics>,
     flag_event: Option<EventMetrics>,
+    nab: Option<super::NabScores>,
+    flag_nab: Option<super::NabScores>,
     sweep: &'a [super::SweepPoint],
 }
 
@@ -109,9 +113,23 @@ impl<'a> From<&'a Metrics> for MetricsSummary<'a> {
             pr_auc: m.pr.area,
             event: m.event,
             flag_event: m.flag_event,
+            nab: m.nab,
+            flag_nab: m.flag_nab,
             sweep: &m.sweep,
         }
     }
+}
+
+/// The decision settings as the JSON report shows them.
+#[derive(Debug, Serialize)]
+struct Decision {
+    min_effect: f64,
+    alert_direction: &'static str,
+    band_calibration: bool,
+    alert_clear_after: i64,
+    alert_cooldown: i64,
+    rebaseline_after: i64,
+    alert_likelihood: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +139,7 @@ struct JsonReport<'a> {
     labels: Option<String>,
     threshold_multiplier: f64,
     sustained_samples: u32,
+    decision: Decision,
     interval_width: f64,
     train_fraction: f64,
     retrain_every_seconds: Option<i64>,
@@ -157,9 +176,11 @@ pub fn render_table(e: &Evaluation, settings: &Settings, opts: &EvalOptions) -> 
                     * opts
                         .train_fraction
                         .unwrap_or(super::DEFAULT_LABELLED_TRAIN_FRACTION),
-                opts.retrain_every
-                    .map(|s| format!("every {s} s"))
-                    .unwrap_or_else(|| "never".into())
+                match opts.retrain_every {
+                    None => format!("every {} s", settings.retrain_interval.as_secs()),
+                    Some(0) => "never".into(),
+                    Some(s) => format!("every {s} s"),
+                }
             )
         } else {
             format!(
@@ -250,7 +271,26 @@ pub fn render_table(e: &Evaluation, settings: &Settings, opts: &EvalOptions) -> 
         }
         let _ = writeln!(o);
     }
-    if let Some(ev) = e.total.event {
+    if let (Some(n), Some(f)) = (e.total.nab, e.total.flag_nab) {
+        let _ = writeln!(
+            o,
+            "NAB score, alert onsets: standard {:.1}, reward_low_FP {:.1}, reward_low_FN {:.1} \
+             ({} windows detected, {} missed, {} onsets outside windows)",
+            n.standard, n.reward_low_fp, n.reward_low_fn, n.counts.tp, n.counts.fn_, n.counts.fp
+        );
+        let _ = writeln!(
+            o,
+            "NAB score, raw flags:   standard {:.1}, reward_low_FP {:.1}, reward_low_FN {:.1} \
+             ({} flagged samples outside windows)",
+            f.standard, f.reward_low_fp, f.reward_low_fn, f.counts.fp
+        );
+    }
+    if let (Some(ev), Some(fe)) = (e.total.event, e.total.flag_event) {
+        let _ = writeln!(
+            o,
+            "Event-level, raw flags: F1 {:.3} (precision {:.3}, window recall {:.3})",
+            fe.f1, fe.precision, fe.recall
+        );
         let _ = writeln!(
             o,
             "Event-level F1 {:.3} (precision {:.3}, window recall {:.3})",
@@ -306,11 +346,7 @@ pub fn write_all(
         } else {
             (out.join("scored.csv"), out.join("detection_overview.png"))
         };
-        write_scored_csv(
-            &csv,
-            s,
-            &s.alerts_at(settings.threshold_multiplier, settings.sustained_samples),
-        )?;
+        write_scored_csv(&csv, s)?;
         files.push(csv);
         if !opts.no_plots {
             overview(&png, s)?;
@@ -328,6 +364,15 @@ pub fn write_all(
         labels: opts.labels.as_ref().map(|p| p.display().to_string()),
         threshold_multiplier: settings.threshold_multiplier,
         sustained_samples: settings.sustained_samples,
+        decision: Decision {
+            min_effect: settings.decision.min_effect,
+            alert_direction: settings.decision.direction.as_str(),
+            band_calibration: settings.decision.calibrate,
+            alert_clear_after: settings.decision.clear_after,
+            alert_cooldown: settings.decision.cooldown,
+            rebaseline_after: settings.decision.rebaseline_after,
+            alert_likelihood: settings.decision.likelihood,
+        },
         interval_width: settings.prophet.interval_width,
         train_fraction: if e.protocol == "labelled" {
             opts.train_fraction
@@ -335,7 +380,11 @@ pub fn write_all(
         } else {
             settings.train_ratio
         },
-        retrain_every_seconds: opts.retrain_every,
+        retrain_every_seconds: match opts.retrain_every {
+            None => Some(settings.retrain_interval.as_secs() as i64),
+            Some(0) => None,
+            s => s,
+        },
         seed: opts.seed,
         total: MetricsSummary::from(&e.total),
         per_series: e.per_series.iter().map(MetricsSummary::from).collect(),

@@ -342,8 +342,9 @@ impl ProphetModel {
             lower: Vec::with_capacity(timestamps.len()),
             upper: Vec::with_capacity(timestamps.len()),
         };
+        let flat = self.stored.settings.future_trend == super::settings::FutureTrend::Flat;
         for &ts in timestamps {
-            let y = p.yhat(ts);
+            let y = if flat { p.yhat_held(ts) } else { p.yhat(ts) };
             let (lo, up) = offsets.at(p.scaled_time(ts));
             out.yhat.push(y);
             out.lower.push(y + lo);
@@ -369,7 +370,16 @@ impl ProphetModel {
             .collect();
         Ok(Components {
             timestamps: timestamps.to_vec(),
-            trend: timestamps.iter().map(|&ts| p.trend(ts)).collect(),
+            trend: timestamps
+                .iter()
+                .map(|&ts| {
+                    if self.stored.settings.future_trend == super::settings::FutureTrend::Flat {
+                        p.trend_held(ts)
+                    } else {
+                        p.trend(ts)
+                    }
+                })
+                .collect(),
             seasonal,
         })
     }

@@ -71,6 +71,33 @@ pub struct ProphetSettings {
     /// matters when such a model is refitted.
     #[serde(default)]
     pub optimizer: OptimizerKind,
+    /// How the trend continues after the history: `linear` (Prophet: the
+    /// last slope, extrapolated) or `flat` (held at its last value; the band
+    /// still widens with the trend's uncertainty). Model files written
+    /// before this setting existed read as `linear`.
+    #[serde(default)]
+    pub future_trend: FutureTrend,
+}
+
+/// How a Prophet trend continues after the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FutureTrend {
+    /// The last slope, extrapolated (Prophet's own forecast).
+    #[default]
+    Linear,
+    /// Held at the value at the end of the history.
+    Flat,
+}
+
+impl FutureTrend {
+    /// Name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FutureTrend::Linear => "linear",
+            FutureTrend::Flat => "flat",
+        }
+    }
 }
 
 impl Default for ProphetSettings {
@@ -86,6 +113,7 @@ impl Default for ProphetSettings {
             interval_width: 0.95,
             uncertainty_samples: 1000,
             optimizer: OptimizerKind::Native,
+            future_trend: FutureTrend::Flat,
         }
     }
 }

@@ -37,8 +37,12 @@ pub struct Judged<'a> {
     pub band: Option<Band>,
     /// The verdict (`None` while warming up).
     pub detection: Option<Detection>,
-    /// An alert was raised with it.
+    /// An alert is firing for the series (the state).
     pub alert: bool,
+    /// An alert fired with this sample.
+    pub onset: bool,
+    /// The series' alert resolved with this sample.
+    pub resolved: bool,
     /// Judged by a short-history model.
     pub short_history: bool,
     /// When the series' model was made (Unix seconds).
@@ -116,6 +120,8 @@ impl Output for SinkOutput {
             alert: j.alert,
             threshold: j.threshold,
             short_history: j.short_history,
+            onset: j.onset,
+            resolved: j.resolved,
         }));
     }
 
@@ -158,11 +164,25 @@ struct AnomalyLine<'a> {
     short_history: bool,
 }
 
-/// `metrics.jsonl` (every sample) and `anomalies.jsonl` (flagged ones),
-/// flushed once per poll.
+#[derive(Serialize)]
+struct AlertLine<'a> {
+    timestamp: String,
+    event: &'a str,
+    series: &'a str,
+    host: &'a str,
+    source: &'a str,
+    cpu_usage: f64,
+    yhat: f64,
+    score: f64,
+    severity: &'a str,
+}
+
+/// `metrics.jsonl` (every sample), `anomalies.jsonl` (flagged ones) and
+/// `alerts.jsonl` (alert onsets and resolutions), flushed once per poll.
 pub struct LogFiles {
     metrics: BufWriter<File>,
     anomalies: BufWriter<File>,
+    alerts: BufWriter<File>,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -174,9 +194,11 @@ impl LogFiles {
     pub fn open(dir: &Path) -> Result<LogFiles, (std::path::PathBuf, std::io::Error)> {
         let m = dir.join("metrics.jsonl");
         let a = dir.join("anomalies.jsonl");
+        let e = dir.join("alerts.jsonl");
         Ok(LogFiles {
-            metrics: BufWriter::new(open_append(&m).map_err(|e| (m, e))?),
-            anomalies: BufWriter::new(open_append(&a).map_err(|e| (a, e))?),
+            metrics: BufWriter::new(open_append(&m).map_err(|err| (m, err))?),
+            anomalies: BufWriter::new(open_append(&a).map_err(|err| (a, err))?),
+            alerts: BufWriter::new(open_append(&e).map_err(|err| (e, err))?),
         })
     }
 
@@ -185,6 +207,7 @@ impl LogFiles {
         for (name, f) in [
             ("metrics.jsonl", &mut self.metrics),
             ("anomalies.jsonl", &mut self.anomalies),
+            ("alerts.jsonl", &mut self.alerts),
         ] {
             if let Err(e) = f.flush() {
                 tracing::error!("cannot write {name}: {e}");
@@ -221,6 +244,24 @@ impl Output for LogFiles {
             },
         );
         if let (Some(d), Some(b)) = (&j.detection, j.band) {
+            for (happened, event) in [(j.onset, "firing"), (j.resolved, "resolved")] {
+                if happened {
+                    write_json_line(
+                        &mut self.alerts,
+                        &AlertLine {
+                            timestamp: ts.clone(),
+                            event,
+                            series: j.series,
+                            host: j.host,
+                            source: j.source.as_str(),
+                            cpu_usage: j.actual,
+                            yhat: b.yhat,
+                            score: d.score,
+                            severity: d.severity.as_str(),
+                        },
+                    );
+                }
+            }
             if d.is_anomaly {
                 write_json_line(
                     &mut self.anomalies,
@@ -283,6 +324,8 @@ impl Output for ApiOutput {
                 severity: d.map(|d| d.severity.as_str()),
             },
             alert: j.alert,
+            onset: j.onset,
+            resolved: j.resolved,
             state: api::SeriesState {
                 warming_up: j.band.is_none(),
                 short_history: j.short_history,
@@ -311,17 +354,23 @@ const LIVE_LIST: usize = 5;
 pub struct LiveLine {
     flagged: usize,
     listed: Vec<String>,
+    fired: Vec<String>,
+    resolved: usize,
 }
 
 impl Output for LiveLine {
     fn record(&mut self, j: &Judged<'_>) {
+        if j.onset {
+            self.fired.push(j.host.to_string());
+        }
+        self.resolved += usize::from(j.resolved);
         let Some(d) = j.detection.filter(|d| d.is_anomaly) else {
             return;
         };
         self.flagged += 1;
         // Alerts and CRITICAL samples are listed before the line fills up
         // with others (at most four times as many).
-        let wanted = self.listed.len() < LIVE_LIST || d.severity == Severity::Critical || j.alert;
+        let wanted = self.listed.len() < LIVE_LIST || d.severity == Severity::Critical || j.onset;
         if wanted && self.listed.len() < 4 * LIVE_LIST {
             self.listed.push(format!(
                 "{} {:.1}% {} (score {:.2}){}",
@@ -329,7 +378,7 @@ impl Output for LiveLine {
                 j.actual,
                 d.severity.as_str(),
                 d.score,
-                if j.alert { " ALERT" } else { "" }
+                if j.onset { " ALERT" } else { "" }
             ));
         }
     }
@@ -368,8 +417,29 @@ impl Output for LiveLine {
                 }
             )
         };
+        let alerts = match (self.fired.len(), self.resolved) {
+            (0, 0) => String::new(),
+            (f, r) => {
+                let mut names = self.fired.clone();
+                names.truncate(LIVE_LIST);
+                let more = f.saturating_sub(names.len());
+                format!(
+                    " | alerts: {f} fired{}{}, {r} resolved",
+                    if f > 0 {
+                        format!(" ({})", names.join(", "))
+                    } else {
+                        String::new()
+                    },
+                    if more > 0 {
+                        format!(" +{more}")
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        };
         println!(
-            "{} | {} | {state} | {anomalies} | written {} spooled {} | poll {:.3}s",
+            "{} | {} | {state} | {anomalies}{alerts} | written {} spooled {} | poll {:.3}s",
             crate::dataset::format_ts(end.now),
             if end.source == SourceKind::Simulation {
                 "SIMULATION"
@@ -382,5 +452,7 @@ impl Output for LiveLine {
         );
         self.flagged = 0;
         self.listed.clear();
+        self.fired.clear();
+        self.resolved = 0;
     }
 }

@@ -21,7 +21,7 @@ use std::{
 };
 
 use super::horizon::{Compact, Horizon};
-use crate::{detect::AlertPolicy, source::prometheus::Labels};
+use crate::{detect::Decider, source::prometheus::Labels};
 
 /// Index of a series in the table.
 pub type Slot = u32;
@@ -84,8 +84,8 @@ pub struct Entry {
     pub model: Option<Arc<SeriesModel>>,
     /// Band for the coming hours.
     pub horizon: Option<Arc<Horizon>>,
-    /// Alert state.
-    pub policy: AlertPolicy,
+    /// The decision state (alerts, calibration, accepted level shift).
+    pub decider: Decider,
     /// Last sample (table clock, ms).
     pub last_seen: i64,
     /// In flight.
@@ -184,8 +184,8 @@ pub struct NewSeries {
     pub labels: Labels,
     /// Source.
     pub origin: Origin,
-    /// Alert state.
-    pub policy: AlertPolicy,
+    /// The decision state.
+    pub decider: Decider,
 }
 
 impl Table {
@@ -278,7 +278,7 @@ impl Table {
             origin: n.origin,
             model: None,
             horizon: None,
-            policy: n.policy,
+            decider: n.decider,
             last_seen: now,
             pending: Pending::None,
             failures: 0,
@@ -435,6 +435,10 @@ impl Table {
             let left = 1000 * (end - horizon.start) - 1000 * super::horizon::HORIZON_SECONDS;
             refit = refit.min(left.max(t.step * 1000));
         }
+        if !was_warming {
+            // The new model saw the latest level: an accepted shift goes.
+            e.decider.refitted();
+        }
         e.model = Some(model);
         e.horizon = Some(horizon.clone());
         e.failures = 0;
@@ -557,7 +561,7 @@ mod tests {
             host: Arc::from("h"),
             labels: Labels::new(),
             origin: Origin::Prometheus,
-            policy: AlertPolicy::new(3),
+            decider: Decider::new(Default::default()),
         }
     }
 

@@ -14,6 +14,15 @@ use crate::detect::Detection;
 pub const CPU_METRICS: &str = "cpu_metrics";
 /// Measurement of detection results.
 pub const ANOMALY_DETECTION: &str = "anomaly_detection";
+/// Measurement of alert events: one point when an alert fires, one when it
+/// resolves.
+pub const ALERT_EVENT: &str = "alert_event";
+/// Tag: `firing` or `resolved` (`alert_event`).
+pub const TAG_EVENT: &str = "event";
+/// `event` values.
+pub const EVENT_FIRING: &str = "firing";
+/// `event` values.
+pub const EVENT_RESOLVED: &str = "resolved";
 
 /// Tag: `actual` or `forecasted` (`cpu_metrics`).
 pub const TAG_METRIC_TYPE: &str = "metric_type";
@@ -63,6 +72,17 @@ pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
         CPU_METRICS,
         &[TAG_METRIC_TYPE, TAG_HOST, TAG_SOURCE],
         &[FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER],
+    ),
+    (
+        ALERT_EVENT,
+        &[TAG_HOST, TAG_SOURCE, TAG_EVENT, TAG_SEVERITY],
+        &[
+            FIELD_ACTUAL,
+            FIELD_YHAT,
+            FIELD_ANOMALY_SCORE,
+            FIELD_LOWER_THRESHOLD,
+            FIELD_UPPER_THRESHOLD,
+        ],
     ),
     (
         ANOMALY_DETECTION,
@@ -205,6 +225,10 @@ pub struct Sample<'a> {
     pub threshold: f64,
     /// Judged by a short-history model.
     pub short_history: bool,
+    /// An alert fired with this sample.
+    pub onset: bool,
+    /// The series' alert resolved with this sample.
+    pub resolved: bool,
 }
 
 /// The points of one sample: actual, forecasted, and the detection.
@@ -255,6 +279,25 @@ pub fn points(s: &Sample<'_>) -> Vec<Point> {
         ],
         timestamp: s.timestamp,
     });
+    for (happened, event) in [(s.onset, EVENT_FIRING), (s.resolved, EVENT_RESOLVED)] {
+        if happened {
+            out.push(Point {
+                measurement: ALERT_EVENT,
+                tags: tags(vec![
+                    (TAG_EVENT, event.into()),
+                    (TAG_SEVERITY, d.severity.as_str().into()),
+                ]),
+                fields: vec![
+                    (FIELD_ACTUAL, FieldValue::Float(s.actual)),
+                    (FIELD_YHAT, FieldValue::Float(s.yhat)),
+                    (FIELD_ANOMALY_SCORE, FieldValue::Float(d.score)),
+                    (FIELD_LOWER_THRESHOLD, FieldValue::Float(d.lower_threshold)),
+                    (FIELD_UPPER_THRESHOLD, FieldValue::Float(d.upper_threshold)),
+                ],
+                timestamp: s.timestamp,
+            });
+        }
+    }
     out
 }
 
@@ -315,9 +358,11 @@ mod tests {
             alert: true,
             threshold: 2.0,
             short_history: false,
+            onset: true,
+            resolved: false,
         };
         let pts = points(&s);
-        assert_eq!(pts.len(), 3);
+        assert_eq!(pts.len(), 4);
         for p in &pts {
             let (_, tags, fields) = SCHEMA
                 .iter()
@@ -335,5 +380,11 @@ mod tests {
         assert!(text.starts_with(
             "cpu_metrics,host=h,metric_type=actual,source=simulation cpu_usage=90.0 1\n"
         ));
+        assert!(
+            text.contains(
+                "alert_event,event=firing,host=h,severity=CRITICAL,source=simulation actual=90.0"
+            ),
+            "{text}"
+        );
     }
 }

@@ -215,6 +215,18 @@ impl ProphetParams {
         self.trend_scaled(self.scaled_time(ts)) * self.y_scale
     }
 
+    /// Trend at `ts` held at its last value after the history (the
+    /// `future_trend: flat` forecast), in the data's unit.
+    pub fn trend_held(&self, ts: i64) -> f64 {
+        self.trend_scaled(self.scaled_time(ts).min(1.0)) * self.y_scale
+    }
+
+    /// Point forecast at `ts` with the trend held after the history.
+    pub fn yhat_held(&self, ts: i64) -> f64 {
+        let seasonal: f64 = self.seasonalities.iter().map(|s| s.at(ts)).sum();
+        (self.trend_scaled(self.scaled_time(ts).min(1.0)) + seasonal) * self.y_scale
+    }
+
     /// Each seasonality at `ts`, in the data's unit.
     pub fn seasonal(&self, ts: i64) -> impl Iterator<Item = (&str, f64)> + '_ {
         self.seasonalities

@@ -1,0 +1,545 @@
+//! The decision path: from a sample and its forecast band to a verdict and
+//! alert events. One implementation, used by `--mode evaluate` and by the
+//! monitor (per series, about a hundred bytes of state).
+//!
+//! Durations are in seconds of the samples' own timestamps, so one
+//! configuration means the same at 30-second polls and on 5-minute history.
+//!
+//! Stages, in order:
+//! 1. **Re-baseline**: the band is moved by the level shift accepted so far
+//!    (see 7), so a host that settled at a new level is judged against it
+//!    instead of against a trend that keeps extrapolating the jump.
+//! 2. **Calibration** (optional): the band is widened (or narrowed) by how
+//!    the model's own recent out-of-sample residuals compare with it: a
+//!    running mean of `|residual| / half-width` against what a calibrated
+//!    band gives (`E|Z|/z`), clamped to [`CAL_MIN`, `CAL_MAX`].
+//! 3. **Flag**: outside the band scaled by the multiplier (the original
+//!    rule), by at least `min_effect` (a move from 2 % to 4 % CPU is rarely an
+//!    incident), on a side `direction` allows.
+//! 4. **Likelihood** (optional): how improbable the recent average score is
+//!    under the series' long-run score distribution (Numenta's anomaly
+//!    likelihood). A host that is often outside its band needs a larger
+//!    excursion to page.
+//! 5. **Fire**: after `sustained` flags in a row, or at once for a CRITICAL
+//!    sample, if improbable enough; not within `cooldown` of the last
+//!    resolution.
+//! 6. **Resolve**: once no sample has been flagged for `clear_after`
+//!    (hysteresis): one incident is one alert.
+//! 7. **Accept a new level**: an alert still firing after `rebaseline_after`,
+//!    all on one side, is a level shift: the mean residual of the alert is
+//!    taken as the new baseline (until the next refit, which sees the new
+//!    level) and the alert resolves once samples sit inside the moved band.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Detection, Detector, Direction, Severity};
+
+/// Smallest calibration factor (a band narrowed at most to half).
+pub const CAL_MIN: f64 = 0.5;
+/// Largest calibration factor.
+pub const CAL_MAX: f64 = 5.0;
+/// Time constant of the calibration's running mean, seconds (~17 hours).
+pub const CAL_TAU: f64 = 60_000.0;
+/// Samples before the calibration and the likelihood are used.
+pub const WARMUP: u32 = 30;
+/// A residual counts at most this many half-widths in the calibration, so
+/// an anomaly widens the band only a little.
+pub const CAL_CLIP: f64 = 3.0;
+/// Time constant of the long-run score statistics, seconds (a week).
+pub const LONG_TAU: f64 = 7.0 * 86_400.0;
+/// Time constant of the short-term average score, seconds (~22 minutes).
+pub const SHORT_TAU: f64 = 1_350.0;
+/// Scores above this count as this much in the likelihood statistics.
+pub const SCORE_CLIP: f64 = 10.0;
+
+/// Which deviations may alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// Above and below the forecast.
+    #[default]
+    Both,
+    /// Only above (high CPU).
+    Above,
+    /// Only below.
+    Below,
+}
+
+impl Side {
+    /// Name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Both => "both",
+            Side::Above => "above",
+            Side::Below => "below",
+        }
+    }
+
+    fn allows(self, d: Direction) -> bool {
+        matches!(
+            (self, d),
+            (Side::Both, _) | (Side::Above, Direction::Above) | (Side::Below, Direction::Below)
+        )
+    }
+}
+
+/// The decision settings (the alerting keys of the config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecisionSettings {
+    /// Band multiplier m ≥ 1.
+    pub multiplier: f64,
+    /// Flags in a row that fire an alert.
+    pub sustained: u32,
+    /// Smallest deviation from the forecast that can flag, in the series'
+    /// unit.
+    pub min_effect: f64,
+    /// Which side may alert.
+    pub direction: Side,
+    /// Calibrate the band from recent out-of-sample residuals.
+    pub calibrate: bool,
+    /// Seconds without a flag that resolve an alert (0: the first
+    /// unflagged sample).
+    pub clear_after: i64,
+    /// Seconds after a resolution during which no new alert fires.
+    pub cooldown: i64,
+    /// Seconds of one-sided firing after which the new level is accepted
+    /// (0: never).
+    pub rebaseline_after: i64,
+    /// An alert fires only if the recent average score has a tail
+    /// probability below this under the long-run score distribution
+    /// (0: off).
+    pub likelihood: f64,
+}
+
+impl Default for DecisionSettings {
+    /// The original system's rule: band × 2, 3 flags in a row, no
+    /// calibration, likelihood, hysteresis, cooldown or re-baselining.
+    fn default() -> Self {
+        DecisionSettings {
+            multiplier: 2.0,
+            sustained: 3,
+            min_effect: 0.0,
+            direction: Side::Both,
+            calibrate: false,
+            clear_after: 0,
+            cooldown: 0,
+            rebaseline_after: 0,
+            likelihood: 0.0,
+        }
+    }
+}
+
+/// What the decision path says about one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The sample against the (moved, calibrated, scaled) band.
+    pub detection: Detection,
+    /// The forecast the sample was judged against (with the accepted level
+    /// shift).
+    pub yhat: f64,
+    /// An alert is firing (the state).
+    pub alert: bool,
+    /// An alert fired with this sample.
+    pub onset: bool,
+    /// The alert resolved with this sample.
+    pub resolved: bool,
+    /// A new level was accepted with this sample.
+    pub rebaselined: bool,
+}
+
+/// The per-series decision state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decider {
+    s: DecisionSettings,
+    detector: Detector,
+    /// Flags in a row.
+    run: u32,
+    firing: bool,
+    /// When the alert fired, when it was last flagged, when it resolved.
+    fired_at: i64,
+    flagged_at: i64,
+    resolved_at: Option<i64>,
+    /// The alert's residuals since it fired (or since the last
+    /// re-baselining): their sum, count and sides.
+    sum: f64,
+    count: u32,
+    above: u32,
+    below: u32,
+    /// Accepted level shift.
+    offset: f64,
+    /// Running mean of |residual| / half-width.
+    ratio: f64,
+    /// Long-run mean and variance of the score, its short-term average.
+    long_mean: f64,
+    long_var: f64,
+    short: f64,
+    /// Samples seen and the last one's time.
+    seen: u32,
+    last_ts: Option<i64>,
+}
+
+/// Mean |Z| / z for a normal band of mass `w`: the ratio a calibrated band
+/// shows.
+fn calibrated_ratio(w: f64) -> f64 {
+    let z = distrs::Normal::ppf(0.5 + w / 2.0, 0.0, 1.0);
+    (2.0 / std::f64::consts::PI).sqrt() / z
+}
+
+/// Weight of a new value in a running mean with time constant `tau` after
+/// `dt` seconds, never less than an average of the `seen` values so far.
+fn weight(dt: f64, tau: f64, seen: u32) -> f64 {
+    let a = 1.0 - (-dt.max(0.0) / tau).exp();
+    a.max(1.0 / f64::from(seen.max(1)))
+}
+
+impl Decider {
+    /// A fresh state.
+    pub fn new(s: DecisionSettings) -> Decider {
+        Decider {
+            detector: Detector::new(s.multiplier),
+            s,
+            run: 0,
+            firing: false,
+            fired_at: 0,
+            flagged_at: 0,
+            resolved_at: None,
+            sum: 0.0,
+            count: 0,
+            above: 0,
+            below: 0,
+            offset: 0.0,
+            ratio: 0.0,
+            long_mean: 0.0,
+            long_var: 0.0,
+            short: 0.0,
+            seen: 0,
+            last_ts: None,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &DecisionSettings {
+        &self.s
+    }
+
+    /// The band's calibration factor now (1 when off or warming up).
+    pub fn calibration(&self, interval_width: f64) -> f64 {
+        if !self.s.calibrate || self.seen < WARMUP {
+            return 1.0;
+        }
+        (self.ratio / calibrated_ratio(interval_width)).clamp(CAL_MIN, CAL_MAX)
+    }
+
+    /// Tail probability of the recent average score under the long-run
+    /// score distribution (1 while there is too little to say).
+    pub fn tail(&self) -> f64 {
+        if self.seen < WARMUP {
+            return 1.0;
+        }
+        let sd = self.long_var.sqrt().max(1e-3);
+        let z = (self.short - self.long_mean) / sd;
+        1.0 - distrs::Normal::cdf(z, 0.0, 1.0)
+    }
+
+    /// The accepted level shift.
+    pub fn offset(&self) -> f64 {
+        self.offset
+    }
+
+    /// Whether an alert is firing.
+    pub fn firing(&self) -> bool {
+        self.firing
+    }
+
+    /// A new model replaced the old one: it saw the new level, so the
+    /// accepted shift is dropped (the calibration and alert state stay).
+    pub fn refitted(&mut self) {
+        self.offset = 0.0;
+    }
+
+    fn learn(&mut self, residual: f64, half: f64, score: f64, dt: f64) {
+        self.seen = self.seen.saturating_add(1);
+        if half > 0.0 && half.is_finite() {
+            let r = (residual.abs() / half).min(CAL_CLIP);
+            self.ratio += weight(dt, CAL_TAU, self.seen) * (r - self.ratio);
+        }
+        let s = score.min(SCORE_CLIP);
+        if self.seen == 1 {
+            (self.long_mean, self.long_var, self.short) = (s, 0.0, s);
+        } else {
+            let a = weight(dt, LONG_TAU, self.seen);
+            let dev = s - self.long_mean;
+            self.long_mean += a * dev;
+            self.long_var = (1.0 - a) * (self.long_var + a * dev * dev);
+            self.short += weight(dt, SHORT_TAU, self.seen) * (s - self.short);
+        }
+    }
+
+    /// Judges `actual` at `ts` (Unix seconds) against the band (`yhat`,
+    /// `lower`, `upper`) of a model with probability mass `interval_width`
+    /// inside its band.
+    pub fn update(
+        &mut self,
+        ts: i64,
+        actual: f64,
+        yhat: f64,
+        lower: f64,
+        upper: f64,
+        interval_width: f64,
+    ) -> Verdict {
+        let dt = self.last_ts.map_or(0.0, |t| (ts - t) as f64);
+        self.last_ts = Some(ts);
+        // 1. The accepted level.
+        let (yhat, lower, upper) = (yhat + self.offset, lower + self.offset, upper + self.offset);
+        // 2. Calibration from past residuals (this one is learnt after).
+        let k = self.calibration(interval_width);
+        let (lo, up) = (yhat - k * (yhat - lower), yhat + k * (upper - yhat));
+        let residual = actual - yhat;
+        let half = if residual >= 0.0 {
+            upper - yhat
+        } else {
+            yhat - lower
+        };
+        // 3. Flag.
+        let mut d = self.detector.check(actual, yhat, lo, up);
+        // 4. The likelihood statistics, on the score at the band's own width.
+        self.learn(residual, half, d.score * self.s.multiplier, dt);
+        if d.is_anomaly
+            && (residual.abs() < self.s.min_effect || !self.s.direction.allows(d.direction))
+        {
+            d.is_anomaly = false;
+            d.severity = Severity::Normal;
+            d.confidence = 0.0;
+        }
+        let improbable = self.s.likelihood <= 0.0 || self.tail() < self.s.likelihood;
+        // 5.–7. The alert state.
+        self.run = if d.is_anomaly { self.run + 1 } else { 0 };
+        if d.is_anomaly {
+            self.flagged_at = ts;
+        }
+        let (mut onset, mut resolved, mut rebaselined) = (false, false, false);
+        if self.firing {
+            self.sum += residual;
+            self.count += 1;
+            if residual >= 0.0 {
+                self.above += 1;
+            } else {
+                self.below += 1;
+            }
+            let one_sided = self.above == 0 || self.below == 0;
+            if self.s.rebaseline_after > 0
+                && ts - self.fired_at >= self.s.rebaseline_after
+                && one_sided
+            {
+                self.offset += self.sum / f64::from(self.count.max(1));
+                rebaselined = true;
+                self.fired_at = ts;
+                (self.sum, self.count, self.above, self.below) = (0.0, 0, 0, 0);
+            }
+            if !d.is_anomaly && ts - self.flagged_at >= self.s.clear_after {
+                self.firing = false;
+                resolved = true;
+                self.resolved_at = Some(ts);
+                self.run = 0;
+            }
+        } else {
+            let cooling = self.resolved_at.is_some_and(|r| ts - r < self.s.cooldown);
+            let fires = d.is_anomaly
+                && improbable
+                && !cooling
+                && (self.run >= self.s.sustained.max(1) || d.severity == Severity::Critical);
+            if fires {
+                self.firing = true;
+                onset = true;
+                self.fired_at = ts;
+                self.sum = residual;
+                self.count = 1;
+                self.above = u32::from(residual >= 0.0);
+                self.below = u32::from(residual < 0.0);
+            }
+        }
+        Verdict {
+            detection: d,
+            yhat,
+            alert: self.firing,
+            onset,
+            resolved,
+            rebaselined,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: i64 = 300;
+
+    /// A band of ±1 around 50 for 95 %, one sample every 5 minutes from t = 0.
+    fn judge_from(d: &mut Decider, t0: i64, values: &[f64]) -> Vec<Verdict> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| d.update(t0 + i as i64 * STEP, v, 50.0, 49.0, 51.0, 0.95))
+            .collect()
+    }
+
+    fn judge(d: &mut Decider, values: &[f64]) -> Vec<Verdict> {
+        judge_from(d, 0, values)
+    }
+
+    fn settings() -> DecisionSettings {
+        DecisionSettings {
+            multiplier: 2.0,
+            sustained: 2,
+            min_effect: 0.0,
+            direction: Side::Both,
+            calibrate: false,
+            clear_after: 2 * STEP,
+            cooldown: 0,
+            rebaseline_after: 0,
+            likelihood: 0.0,
+        }
+    }
+
+    #[test]
+    fn one_incident_is_one_alert_with_hysteresis() {
+        let mut d = Decider::new(settings());
+        // Flagged, flagged (fires), a dip inside, flagged, then calm.
+        let v = judge(&mut d, &[53.0, 53.0, 50.5, 53.0, 50.0, 50.0, 50.0, 50.0]);
+        let onsets: Vec<bool> = v.iter().map(|x| x.onset).collect();
+        let alerts: Vec<bool> = v.iter().map(|x| x.alert).collect();
+        assert_eq!(
+            onsets,
+            [false, true, false, false, false, false, false, false]
+        );
+        // Resolves 10 minutes after the last flag.
+        assert_eq!(alerts, [false, true, true, true, true, false, false, false]);
+        assert!(v[5].resolved);
+    }
+
+    #[test]
+    fn a_critical_sample_fires_at_once_and_cooldown_holds_the_next() {
+        let s = DecisionSettings {
+            cooldown: 3 * STEP,
+            clear_after: 0,
+            ..settings()
+        };
+        let mut d = Decider::new(s);
+        // 60 is 10 half-bands out: CRITICAL. The next sample resolves; a
+        // second spike within 15 minutes does not fire, one after does.
+        let v = judge(&mut d, &[60.0, 50.0, 60.0, 60.0, 50.0, 60.0]);
+        let onsets: Vec<bool> = v.iter().map(|x| x.onset).collect();
+        assert_eq!(onsets, [true, false, false, false, false, true]);
+    }
+
+    #[test]
+    fn small_moves_and_the_wrong_side_do_not_flag() {
+        let s = DecisionSettings {
+            min_effect: 5.0,
+            direction: Side::Above,
+            ..settings()
+        };
+        let mut d = Decider::new(s);
+        // 53 is outside the scaled band but only 3 points off; 40 is below.
+        let v = judge(&mut d, &[53.0, 53.0, 40.0, 40.0, 56.0, 56.0]);
+        let flags: Vec<bool> = v.iter().map(|x| x.detection.is_anomaly).collect();
+        assert_eq!(flags, [false, false, false, false, true, true]);
+        assert!(v[5].onset);
+    }
+
+    #[test]
+    fn a_level_shift_alerts_once_then_becomes_the_baseline() {
+        let s = DecisionSettings {
+            rebaseline_after: 6 * STEP,
+            ..settings()
+        };
+        let mut d = Decider::new(s);
+        let mut values = vec![50.0; 10];
+        values.extend(vec![70.0; 200]);
+        let v = judge(&mut d, &values);
+        let onsets = v.iter().filter(|x| x.onset).count();
+        assert_eq!(onsets, 1, "one alert for the shift");
+        assert!(v.iter().any(|x| x.rebaselined));
+        let last = v.last().unwrap();
+        assert!(!last.alert, "resolved at the new level");
+        assert!((last.yhat - 70.0).abs() < 1e-9);
+        assert!((d.offset() - 20.0).abs() < 1e-9);
+        // A refit that saw the new level drops the shift.
+        d.refitted();
+        assert_eq!(d.offset(), 0.0);
+    }
+
+    #[test]
+    fn calibration_widens_a_band_that_is_too_narrow() {
+        let s = DecisionSettings {
+            calibrate: true,
+            ..settings()
+        };
+        let mut d = Decider::new(s);
+        // Residuals of ±1.5 against a band of ±1: the band is 3.7× too
+        // narrow for a 95 % band (mean |r|/half 1.5 vs 0.407).
+        let values: Vec<f64> = (0..400)
+            .map(|i| if i % 2 == 0 { 51.5 } else { 48.5 })
+            .collect();
+        judge(&mut d, &values);
+        let k = d.calibration(0.95);
+        assert!((k - 1.5 / calibrated_ratio(0.95)).abs() < 0.05, "{k}");
+        // ±2.5 is outside band × 2 (±2) but inside the calibrated one.
+        let v = judge_from(&mut d, 400 * STEP, &[52.5, 47.5]);
+        assert!(v.iter().all(|x| !x.detection.is_anomaly));
+    }
+
+    #[test]
+    fn a_host_that_is_often_out_of_its_band_needs_more_to_page() {
+        let s = DecisionSettings {
+            sustained: 1,
+            likelihood: 1e-3,
+            ..settings()
+        };
+        // A calm host: one big excursion pages.
+        let mut calm = Decider::new(s);
+        let mut v = vec![50.2; 500];
+        v.extend([56.0, 56.0, 56.0]);
+        let out = judge(&mut calm, &v);
+        assert!(out[500..].iter().any(|x| x.onset), "{}", calm.tail());
+        // A spiky host (a 56 every tenth sample): the same excursion is its
+        // normal and does not.
+        let mut spiky = Decider::new(s);
+        let mut v: Vec<f64> = (0..500)
+            .map(|i| if i % 10 == 0 { 56.0 } else { 50.2 })
+            .collect();
+        v.extend([56.0, 56.0, 56.0]);
+        let out = judge(&mut spiky, &v);
+        assert!(out[400..].iter().all(|x| !x.onset));
+        // A much larger, longer one still pages.
+        let out = judge_from(&mut spiky, 503 * STEP, &[80.0; 10]);
+        assert!(out.iter().any(|x| x.onset));
+    }
+
+    #[test]
+    fn durations_are_time_not_samples() {
+        // The same 20-minute incident at 30-second and at 5-minute samples:
+        // one alert each, resolved 10 minutes after the last flag.
+        for step in [30, 300] {
+            let mut d = Decider::new(settings());
+            let n = 1200 / step;
+            let mut out = Vec::new();
+            for i in 0..(n + 1800 / step) {
+                let v = if i < n { 55.0 } else { 50.0 };
+                out.push(d.update(i * step, v, 50.0, 49.0, 51.0, 0.95));
+            }
+            assert_eq!(out.iter().filter(|x| x.onset).count(), 1);
+            let resolved = out.iter().position(|x| x.resolved).unwrap() as i64;
+            assert_eq!((resolved - (n - 1)) * step, 600, "step {step}");
+        }
+    }
+
+    #[test]
+    fn the_default_settings_are_the_original_rule() {
+        let mut d = Decider::new(DecisionSettings::default());
+        let v = judge(&mut d, &[53.0, 53.0, 53.0, 50.0]);
+        let alerts: Vec<bool> = v.iter().map(|x| x.alert).collect();
+        assert_eq!(alerts, [false, false, true, false]);
+    }
+}
