@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use cpu_anomaly::{
     dataset::{read_csv, ReadOptions, Unit},
     forecast::{optimizer::OptimizerKind, ProphetTrainer},
-    forecast::{ProphetSettings, Seasonality},
+    forecast::{FutureTrend, ProphetSettings, Seasonality},
 };
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +47,8 @@ fn main() -> anyhow::Result<()> {
         daily_seasonality: Seasonality::On,
         weekly_seasonality: Seasonality::On,
         yearly_seasonality: Seasonality::Off,
+        // Python Prophet extrapolates the trend: compare like with like.
+        future_trend: FutureTrend::Linear,
         ..ProphetSettings::default()
     };
     let trainer = ProphetTrainer::with_optimizer(kind)?;
