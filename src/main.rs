@@ -93,7 +93,12 @@ fn init_logging(level: &str, format: LogFormat, log_file: Option<&std::path::Pat
             tracing_subscriber::EnvFilter::new(format!("cpu_anomaly={level},warn"))
         })
     };
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let stderr = match format {
         LogFormat::Text => stderr.with_filter(filter()).boxed(),
         LogFormat::Json => stderr.json().with_filter(filter()).boxed(),

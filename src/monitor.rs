@@ -728,6 +728,7 @@ impl<'a> Monitor<'a> {
         r.points_written = stats.points_written.load(Ordering::Relaxed);
         r.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
         r.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
+        r.last_write_error = stats.last_error();
         r.history_bytes = self.client.range_bytes();
         r.series_count = counts.series;
         r.warming_up = counts.warming;
@@ -885,8 +886,21 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
     report.points_written = stats.points_written.load(Ordering::Relaxed);
     report.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
     report.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
+    report.last_write_error = stats.last_error();
     report.updated_at = chrono::Utc::now().to_rfc3339();
     write_report(&path, &report, &series);
     out.logs.flush();
+    tracing::info!(
+        "stopped after {} polls: {} points written, {} batches in the spool (written at the next start), {} points dead-lettered{}",
+        report.ticks,
+        report.points_written,
+        report.spool_depth,
+        report.points_dead_lettered,
+        if report.points_dead_lettered > 0 {
+            format!(" ({})", settings.log_dir.join("dead_letter.lp").display())
+        } else {
+            String::new()
+        }
+    );
     Ok(report)
 }

@@ -75,6 +75,25 @@ pub struct SinkStats {
     pub spool_depth: AtomicU64,
     /// Duration of the last successful write, microseconds.
     pub last_write_micros: AtomicU64,
+    /// Why the last write that did not go through failed (empty: none yet).
+    pub last_error: std::sync::Mutex<String>,
+}
+
+impl SinkStats {
+    /// Records why a write failed.
+    pub fn set_last_error(&self, why: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            why.clone_into(&mut e);
+        }
+    }
+
+    /// Why the last failed write failed (empty: none yet).
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Where a sink writes.
@@ -326,10 +345,12 @@ impl Worker {
                         stats.batches_written.fetch_add(1, Ordering::Relaxed);
                     }
                     Outcome::Rejected { status, reason } => {
+                        stats.set_last_error(&format!("HTTP {status}: {reason}"));
                         dead_letter_batch(dead_letter, &batch, status, &reason, &stats);
                     }
                     Outcome::Unavailable(reason) => {
                         stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                        stats.set_last_error(&reason);
                         spool_batch(spool, dead_letter, &batch, &reason, &stats);
                     }
                 }

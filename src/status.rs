@@ -65,6 +65,8 @@ pub struct Report {
     pub spool_depth: u64,
     /// Points dead-lettered.
     pub points_dead_lettered: u64,
+    /// Why the last failed write failed (empty: none).
+    pub last_write_error: String,
 }
 
 /// One series in the report.

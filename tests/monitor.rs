@@ -89,6 +89,13 @@ fn bare_machine_falls_back_to_simulation_and_writes_local_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("SIMULATION"), "{stderr}");
+    // Not a terminal: no colour codes.
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+    // A one-line summary at the end.
+    assert!(
+        stderr.contains("stopped after 6 polls:") && stderr.contains("points written"),
+        "{stderr}"
+    );
     // A live line per poll.
     assert_eq!(
         stdout

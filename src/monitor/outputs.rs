@@ -438,17 +438,24 @@ impl Output for LiveLine {
                 )
             }
         };
+        let r = end.report;
+        let mut writes = format!("written {} spooled {}", r.points_written, r.spool_depth);
+        if r.points_dead_lettered > 0 {
+            writes.push_str(&format!(" dead-lettered {}", r.points_dead_lettered));
+        }
+        let trouble = r.spool_depth > 0 || r.points_dead_lettered > 0;
+        if trouble && !r.last_write_error.is_empty() {
+            writes.push_str(&format!(" (last error: {})", r.last_write_error));
+        }
         println!(
-            "{} | {} | {state} | {anomalies}{alerts} | written {} spooled {} | poll {:.3}s",
+            "{} | {} | {state} | {anomalies}{alerts} | {writes} | poll {:.3}s",
             crate::dataset::format_ts(end.now),
             if end.source == SourceKind::Simulation {
                 "SIMULATION"
             } else {
                 "prometheus"
             },
-            end.report.points_written,
-            end.report.spool_depth,
-            end.report.last_tick_seconds
+            r.last_tick_seconds
         );
         self.flagged = 0;
         self.listed.clear();
