@@ -86,9 +86,9 @@ pub struct Cli {
     /// Prometheus base URL [config: prometheus_url].
     #[arg(long, value_name = "URL")]
     pub prometheus_url: Option<String>,
-    /// Seconds between polls in monitor mode [config: monitoring_interval].
-    #[arg(long, value_name = "SECS")]
-    pub monitoring_interval: Option<f64>,
+    /// Time between polls in monitor mode: seconds, or 30s, 5m, 1h [config: monitoring_interval].
+    #[arg(long, value_name = "DURATION")]
+    pub monitoring_interval: Option<String>,
     /// trace, debug, info, warn or error [config: log_level].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -141,12 +141,14 @@ pub struct Cli {
     /// Monitor: PromQL whose every series is monitored [config: prometheus_query].
     #[arg(long, value_name = "PROMQL")]
     pub prometheus_query: Option<String>,
-    /// Monitor: seconds of a series' own history before it is judged [config: min_history].
-    #[arg(long, value_name = "SECS")]
-    pub min_history: Option<f64>,
-    /// Monitor: resolution of the history models are fitted on, seconds [config: training_step].
-    #[arg(long, value_name = "SECS")]
-    pub training_step: Option<f64>,
+    /// Monitor: a series' own history needed before it is judged (seconds, or 30m, 1h, 1d)
+    /// [config: min_history].
+    #[arg(long, value_name = "DURATION")]
+    pub min_history: Option<String>,
+    /// Monitor: resolution of the history models are fitted on (seconds, or 1m, 5m)
+    /// [config: training_step].
+    #[arg(long, value_name = "DURATION")]
+    pub training_step: Option<String>,
     /// Monitor: Prometheus series judged by the model at --model-path, as label matchers,
     /// e.g. '{instance="web-1:9100"}' [config: model_selector].
     #[arg(long, value_name = "MATCHERS")]
@@ -208,7 +210,7 @@ impl Cli {
         o.set(
             "monitoring_interval",
             "--monitoring-interval",
-            self.monitoring_interval,
+            self.monitoring_interval.clone(),
         );
         o.set("log_level", "--log-level", self.log_level.clone());
         o.set(
@@ -216,8 +218,12 @@ impl Cli {
             "--prometheus-query",
             self.prometheus_query.clone(),
         );
-        o.set("min_history", "--min-history", self.min_history);
-        o.set("training_step", "--training-step", self.training_step);
+        o.set("min_history", "--min-history", self.min_history.clone());
+        o.set(
+            "training_step",
+            "--training-step",
+            self.training_step.clone(),
+        );
         o.set(
             "model_selector",
             "--model-selector",

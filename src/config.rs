@@ -72,6 +72,48 @@ pub enum ConfigError {
     },
 }
 
+/// Longest duration any key accepts, seconds (366 days): far beyond any
+/// sensible value, and safely inside what timers and clocks can add.
+pub const MAX_DURATION_SECS: f64 = 366.0 * 86_400.0;
+
+/// A duration as written: seconds (`90`, `0.5`) or a number with a unit
+/// suffix (`30s`, `5m`, `12h`, `1d`). Range-checked once, where the
+/// settings are built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Secs(f64);
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(v) => Ok(Secs(v)),
+            Raw::Text(t) => parse_secs(&t).map(Secs).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{t:?} is not a duration: seconds, or a number with s, m, h or d (30s, 5m, 12h, 1d)"
+                ))
+            }),
+        }
+    }
+}
+
+/// `90`, `1.5`, `30s`, `5m`, `12h`, `1d` → seconds.
+fn parse_secs(t: &str) -> Option<f64> {
+    let t = t.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        Some((i, 'd')) => (&t[..i], 86_400.0),
+        _ => (t, 1.0),
+    };
+    num.trim().parse::<f64>().ok().map(|v| v * mult)
+}
+
 /// `influxdb:` section as written in the file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -83,10 +125,10 @@ struct RawInflux {
     org: String,
     bucket: String,
     batch_size: i64,
-    flush_interval: f64,
-    timeout: f64,
+    flush_interval: Secs,
+    timeout: Secs,
     retry_attempts: i64,
-    retry_interval: f64,
+    retry_interval: Secs,
     spool_max_mb: f64,
 }
 
@@ -100,10 +142,10 @@ impl Default for RawInflux {
             org: "cpu-anomaly".into(),
             bucket: "cpu_metrics".into(),
             batch_size: 5000,
-            flush_interval: 10.0,
-            timeout: 10.0,
+            flush_interval: Secs(10.0),
+            timeout: Secs(10.0),
             retry_attempts: 3,
-            retry_interval: 5.0,
+            retry_interval: Secs(5.0),
             spool_max_mb: 256.0,
         }
     }
@@ -115,33 +157,33 @@ impl Default for RawInflux {
 struct RawConfig {
     influxdb: RawInflux,
     prometheus_url: String,
-    prometheus_timeout: f64,
+    prometheus_timeout: Secs,
     prometheus_retries: i64,
     prometheus_query: String,
-    prometheus_history: f64,
-    training_step: f64,
-    min_history: f64,
+    prometheus_history: Secs,
+    training_step: Secs,
+    min_history: Secs,
     model_selector: String,
     model_workers: i64,
     simulation_after_failures: i64,
     simulation_series: i64,
-    series_grace_period: f64,
+    series_grace_period: Secs,
     api_listen: String,
     api_token: Secret,
     api_token_file: PathBuf,
-    retrain_interval: f64,
+    retrain_interval: Secs,
     threshold_multiplier: f64,
     sustained_samples: i64,
     min_effect: f64,
     alert_direction: Side,
     band_calibration: bool,
-    alert_clear_after: f64,
-    alert_cooldown: f64,
-    rebaseline_after: f64,
+    alert_clear_after: Secs,
+    alert_cooldown: Secs,
+    rebaseline_after: Secs,
     alert_likelihood: f64,
     interval_width: f64,
     train_ratio: f64,
-    monitoring_interval: f64,
+    monitoring_interval: Secs,
     log_level: String,
     log_dir: PathBuf,
     dataset: PathBuf,
@@ -165,21 +207,21 @@ impl Default for RawConfig {
         RawConfig {
             influxdb: RawInflux::default(),
             prometheus_url: "http://localhost:9090".into(),
-            prometheus_timeout: 10.0,
+            prometheus_timeout: Secs(10.0),
             prometheus_retries: 3,
             prometheus_query: DEFAULT_QUERY.into(),
-            prometheus_history: 7.0 * 86_400.0,
-            training_step: 300.0,
-            min_history: 3600.0,
+            prometheus_history: Secs(7.0 * 86_400.0),
+            training_step: Secs(300.0),
+            min_history: Secs(3600.0),
             model_selector: String::new(),
             model_workers: 0,
             simulation_after_failures: 3,
             simulation_series: 1,
-            series_grace_period: 300.0,
+            series_grace_period: Secs(300.0),
             api_listen: "127.0.0.1:8080".into(),
             api_token: Secret::default(),
             api_token_file: PathBuf::new(),
-            retrain_interval: 86_400.0,
+            retrain_interval: Secs(86_400.0),
             // The decision path chosen by leave-series-out cross-validation
             // (README "Detection quality", examples/cross_validate.rs).
             threshold_multiplier: 2.5,
@@ -187,13 +229,13 @@ impl Default for RawConfig {
             min_effect: 3.0,
             alert_direction: Side::Both,
             band_calibration: false,
-            alert_clear_after: 1800.0,
-            alert_cooldown: 7200.0,
-            rebaseline_after: 7200.0,
+            alert_clear_after: Secs(1800.0),
+            alert_cooldown: Secs(7200.0),
+            rebaseline_after: Secs(7200.0),
             alert_likelihood: 0.05,
             interval_width: 0.95,
             train_ratio: 0.8,
-            monitoring_interval: 30.0,
+            monitoring_interval: Secs(30.0),
             log_level: "info".into(),
             log_dir: "logs".into(),
             dataset: "datasets/sample_cpu.csv".into(),
@@ -562,11 +604,16 @@ impl Settings {
                 value,
                 expected,
             };
-        let positive_secs = |key: &'static str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+        let positive_secs = |key: &'static str, v: Secs| {
+            let v = v.0;
+            if v.is_finite() && v > 0.0 && v <= MAX_DURATION_SECS {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(range(key, v.to_string(), "a positive number of seconds"))
+                Err(range(
+                    key,
+                    v.to_string(),
+                    "a positive duration of at most 366 days (seconds, or 30s, 5m, 12h, 1d)",
+                ))
             }
         };
         if !(raw.interval_width > 0.0 && raw.interval_width < 1.0) {
@@ -650,15 +697,15 @@ impl Settings {
             ));
         }
         for (key, v) in [
-            ("alert_clear_after", raw.alert_clear_after),
-            ("alert_cooldown", raw.alert_cooldown),
-            ("rebaseline_after", raw.rebaseline_after),
+            ("alert_clear_after", raw.alert_clear_after.0),
+            ("alert_cooldown", raw.alert_cooldown.0),
+            ("rebaseline_after", raw.rebaseline_after.0),
         ] {
             if !(v.is_finite() && (0.0..=30.0 * 86_400.0).contains(&v)) {
                 return Err(range(
                     key,
                     v.to_string(),
-                    "between 0 and 2592000 seconds (30 days)",
+                    "between 0 and 30 days (2592000 s; or 30m, 12h, 1d)",
                 ));
             }
         }
@@ -743,7 +790,7 @@ impl Settings {
         if training_step < Duration::from_secs(1) {
             return Err(range(
                 "training_step",
-                raw.training_step.to_string(),
+                raw.training_step.0.to_string(),
                 "at least 1 second",
             ));
         }
@@ -810,9 +857,9 @@ impl Settings {
                 min_effect: raw.min_effect,
                 direction: raw.alert_direction,
                 calibrate: raw.band_calibration,
-                clear_after: raw.alert_clear_after.round() as i64,
-                cooldown: raw.alert_cooldown.round() as i64,
-                rebaseline_after: raw.rebaseline_after.round() as i64,
+                clear_after: raw.alert_clear_after.0.round() as i64,
+                cooldown: raw.alert_cooldown.0.round() as i64,
+                rebaseline_after: raw.rebaseline_after.0.round() as i64,
                 likelihood: raw.alert_likelihood,
             },
             train_ratio: raw.train_ratio,
@@ -944,6 +991,43 @@ mod tests {
         assert_eq!(s.prometheus.training_step, d.prometheus.training_step);
         assert_eq!(s.prometheus.history, d.prometheus.history);
         assert_eq!(s.decision, d.decision);
+    }
+
+    #[test]
+    fn durations_take_unit_suffixes_and_huge_ones_are_errors_not_panics() {
+        let s = load(
+            "monitoring_interval: 30s\nretrain_interval: 1d\nmin_history: 1.5h\n",
+            &[("INFLUXDB_FLUSH_INTERVAL", "5m")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.monitoring_interval, Duration::from_secs(30));
+        assert_eq!(s.retrain_interval, Duration::from_secs(86_400));
+        assert_eq!(s.monitor.min_history, Duration::from_secs(5400));
+        assert_eq!(s.influxdb.flush_interval, Duration::from_secs(300));
+        for (file, env) in [
+            ("monitoring_interval: 1e20\n", None),
+            ("", Some(("MONITORING_INTERVAL", "1e19"))),
+            ("", Some(("INFLUXDB_FLUSH_INTERVAL", "1e19"))),
+            ("series_grace_period: 400d\n", None),
+            ("influxdb:\n  timeout: 0\n", None),
+        ] {
+            let env: Vec<(&str, &str)> = env.into_iter().collect();
+            let e = load(file, &env, CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("at most 366 days"), "{file} {env:?}: {e}");
+        }
+        let e = load("monitoring_interval: soon\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a duration"), "{e}");
+        let mut cli = CliOverrides::default();
+        cli.set("min_history", "--min-history", Some("2h"));
+        assert_eq!(
+            load("", &[], cli).unwrap().monitor.min_history,
+            Duration::from_secs(7200)
+        );
     }
 
     #[test]
