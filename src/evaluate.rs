@@ -316,14 +316,8 @@ impl ScoredSeries {
     }
 }
 
-/// Totals over series: counts summed; curves from all points pooled; NAB
-/// raw scores summed, then normalised.
-pub fn total_metrics(series: &[ScoredSeries], settings: &DecisionSettings) -> Metrics {
-    let per: Vec<Metrics> = series.iter().map(|s| s.metrics(settings)).collect();
-    total_of(series, &per)
-}
-
-/// Totals of already computed per-series metrics.
+/// Totals over series of their metrics: counts summed; curves from all
+/// points pooled; NAB raw scores summed, then normalised.
 pub fn total_of(series: &[ScoredSeries], per: &[Metrics]) -> Metrics {
     let mut labels = Vec::new();
     let mut scores = Vec::new();

@@ -101,11 +101,6 @@ impl Model {
         }
     }
 
-    /// Whether this is the short-history stage (a level and a noise band).
-    pub fn is_short_history(&self) -> bool {
-        matches!(self, Model::Level(_))
-    }
-
     /// What the model is, for logs: `prophet`, `mstl` or `level`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -217,11 +217,6 @@ impl Decider {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &DecisionSettings {
-        &self.s
-    }
-
     /// The band's calibration factor now (1 when off or warming up).
     pub fn calibration(&self, interval_width: f64) -> f64 {
         if !self.s.calibrate || self.seen < WARMUP {
@@ -244,11 +239,6 @@ impl Decider {
     /// The accepted level shift.
     pub fn offset(&self) -> f64 {
         self.offset
-    }
-
-    /// Whether an alert is firing.
-    pub fn firing(&self) -> bool {
-        self.firing
     }
 
     /// A new model replaced the old one: it saw the new level, so the

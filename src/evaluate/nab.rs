@@ -213,19 +213,6 @@ pub fn normalise(raw: &[Raw; 3]) -> NabScores {
     }
 }
 
-/// The first point of each run of `true`: alert onsets from alert states.
-pub fn onsets(states: &[bool]) -> Vec<bool> {
-    let mut prev = false;
-    states
-        .iter()
-        .map(|&s| {
-            let on = s && !prev;
-            prev = s;
-            on
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,10 +299,6 @@ mod tests {
         ]);
         // 100 × (−2.22 + 2) / (2 + 2) = −5.5.
         assert!((total.standard - (-5.5)).abs() < 1e-9, "{}", total.standard);
-        assert_eq!(
-            onsets(&[false, true, true, false, true]),
-            vec![false, true, false, false, true]
-        );
         assert_eq!(probation(1000), 150);
         assert_eq!(probation(100_000), 750);
     }

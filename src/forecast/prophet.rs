@@ -322,11 +322,6 @@ impl ProphetModel {
         self.stored.points
     }
 
-    /// Approximate memory held, bytes.
-    pub fn size_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.stored.params.size_bytes()
-    }
-
     /// Forecast with band for `timestamps` (any order, inside or beyond the
     /// history).
     pub fn predict(&self, timestamps: &[i64]) -> Result<Forecast, ForecastError> {

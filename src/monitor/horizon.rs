@@ -92,11 +92,6 @@ impl Horizon {
             upper: at(&self.upper),
         })
     }
-
-    /// Bytes held.
-    pub fn size_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + 3 * 4 * self.len()
-    }
 }
 
 /// What a series forecasts from between fits.
@@ -212,16 +207,6 @@ impl Compact {
             }
         };
         Ok(Horizon::from_forecast(from, step, &f, self.scale))
-    }
-
-    /// Bytes held (the shared parts counted in full).
-    pub fn size_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + match &self.forecaster {
-                Forecaster::Prophet(m) => m.size_bytes(),
-                Forecaster::Level(_) => std::mem::size_of::<LevelModel>(),
-                Forecaster::Table(t) => t.size_bytes(),
-            }
     }
 }
 

@@ -202,11 +202,6 @@ impl Table {
         }
     }
 
-    /// The timing rules.
-    pub fn timing(&self) -> Timing {
-        self.timing
-    }
-
     /// Counts.
     pub fn counts(&self) -> Counts {
         self.counts
@@ -524,11 +519,6 @@ impl Table {
             self.set_pending(slot, Pending::None);
             self.defer_horizon(slot, now + BACKOFF_BASE_MS);
         }
-    }
-
-    /// Tasks queued (for reports).
-    pub fn queued(&self) -> usize {
-        self.queue.len()
     }
 
     /// Generation of the entry in `slot`.

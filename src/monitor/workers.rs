@@ -299,11 +299,6 @@ impl Pool {
         self.inner.ready.notify_one();
     }
 
-    /// Jobs waiting.
-    pub fn queued(&self) -> usize {
-        self.inner.queue.lock().map(|q| q.heap.len()).unwrap_or(0)
-    }
-
     /// Stops the workers after the job each is on (queued jobs are dropped).
     pub fn close(&self) {
         let mut q = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());

@@ -249,17 +249,6 @@ impl ProphetParams {
             self.delta.iter().map(|d| d.abs()).sum::<f64>() / self.delta.len() as f64
         }
     }
-
-    /// Approximate heap and inline size, bytes (for memory reports).
-    pub fn size_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + 8 * (self.t_change.len() + self.delta.len())
-            + self
-                .seasonalities
-                .iter()
-                .map(|s| std::mem::size_of::<Fourier>() + s.name.len() + 8 * s.beta.len())
-                .sum::<usize>()
-    }
 }
 
 /// Which Fourier term `column` (values at `rows` of `ds`) is: (seasonality,
