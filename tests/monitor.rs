@@ -25,6 +25,7 @@ fn config(dir: &Path, prometheus: &str, extra: &str) -> PathBuf {
         format!(
             "prometheus_url: {prometheus}\nprometheus_timeout: 2\nprometheus_retries: 0\n\
              monitoring_interval: 1\nsimulation_after_failures: 2\nmin_history: 3\ntraining_step: 1\n\
+             api_listen: \"\"\n\
              log_dir: {logs}\nmodel_path: {models}/model.json\ndataset: {data}\n\
              {extra}",
             logs = dir.join("logs").display(),
@@ -89,6 +90,8 @@ fn bare_machine_falls_back_to_simulation_and_writes_local_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("SIMULATION"), "{stderr}");
+    // The API is off in tests: no fixed port is bound.
+    assert!(!stderr.contains("HTTP API on"), "{stderr}");
     // Not a terminal: no colour codes.
     assert!(!stderr.contains('\x1b'), "{stderr}");
     // A one-line summary at the end.
@@ -493,7 +496,7 @@ fn a_failed_retrain_keeps_the_old_model() {
     std::fs::write(
         &cfg,
         format!(
-            "prometheus_url: {}\nprometheus_retries: 0\nmonitoring_interval: 1\nretrain_interval: 2\n\
+            "prometheus_url: {}\nprometheus_retries: 0\nmonitoring_interval: 1\nretrain_interval: 2\napi_listen: \"\"\n\
              model: mstl\nlog_dir: {logs}\nmodel_path: {models}/model.json\ndataset: {data}\n",
             unreachable_url(),
             logs = dir.path().join("logs").display(),

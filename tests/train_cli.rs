@@ -173,6 +173,8 @@ fn secrets_are_not_printed_even_at_debug() {
         )
         .env("INFLUXDB_FLUSH_INTERVAL", "0.2")
         .env("PROMETHEUS_RETRIES", "0")
+        // No API: a test never binds a fixed port (the default is 8080).
+        .env("API_LISTEN", "")
         .env(
             "PROMETHEUS_URL",
             format!("http://127.0.0.1:{}", common::servers::free_port()),

@@ -304,14 +304,11 @@ pub async fn fetch(
                 .await?;
         }
     }
-    let grid = Arc::try_unwrap(grid)
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .unwrap_or_else(|shared| {
-            // A parser thread still holds a clone (it cannot: each request
-            // waits for its parser); take the rows out all the same.
-            let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::replace(&mut *g, HistoryGrid::new(0, 1, 0, Vec::new()))
-        });
+    // Every request waited for its parser: the rows are ours again.
+    let grid = std::mem::replace(
+        &mut *grid.lock().unwrap_or_else(|e| e.into_inner()),
+        HistoryGrid::new(0, 1, 0, Vec::new()),
+    );
     Ok((grid, stats))
 }
 
