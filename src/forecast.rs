@@ -532,6 +532,24 @@ pub enum ForecastError {
     /// The model could not be built from this data.
     #[error("{0}")]
     Model(String),
+    /// A forecast asked for too far past the training data.
+    #[error(
+        "cannot forecast {} from a model trained on {} .. {}: that is more than {spans} times \
+         the training span past its end; check the timestamps or refit on recent data",
+        crate::dataset::format_ts(*asked),
+        crate::dataset::format_ts(*history_start),
+        crate::dataset::format_ts(*history_end)
+    )]
+    HorizonTooFar {
+        /// The farthest timestamp asked for.
+        asked: i64,
+        /// First training timestamp.
+        history_start: i64,
+        /// Last training timestamp.
+        history_end: i64,
+        /// The limit, in training spans.
+        spans: f64,
+    },
     /// Too little data to fit.
     #[error("need at least {min} points to fit, got {got}")]
     TooShort {

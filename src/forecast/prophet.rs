@@ -30,6 +30,10 @@ use crate::dataset::Unit;
 pub const MODEL_FORMAT: &str = "cpu-anomaly/prophet";
 /// Current model file version (2: parameters only; 1 also held the history).
 pub const MODEL_VERSION: u32 = 2;
+
+/// How far past its history a model forecasts, in lengths of that history
+/// (an evaluate that learns on the first 15 % and never refits needs 5.7).
+pub const MAX_HORIZON_SPANS: f64 = 20.0;
 pub use super::MIN_FIT_POINTS;
 
 /// Fits Prophet models with the optimizer the settings name. The WASM
@@ -323,13 +327,23 @@ impl ProphetModel {
     }
 
     /// Forecast with band for `timestamps` (any order, inside or beyond the
-    /// history).
+    /// history). A timestamp more than [`MAX_HORIZON_SPANS`] training spans
+    /// past the history is an error ([`ForecastError::HorizonTooFar`]): the
+    /// band's cost grows with the distance, and such a forecast means little.
     pub fn predict(&self, timestamps: &[i64]) -> Result<Forecast, ForecastError> {
         let p = &self.stored.params;
-        let t_max = timestamps
-            .iter()
-            .map(|&ts| p.scaled_time(ts))
-            .fold(f64::NEG_INFINITY, f64::max);
+        let (t_max, ts_max) = timestamps.iter().map(|&ts| (p.scaled_time(ts), ts)).fold(
+            (f64::NEG_INFINITY, i64::MIN),
+            |a, b| if b.0 > a.0 { b } else { a },
+        );
+        if t_max - 1.0 > MAX_HORIZON_SPANS {
+            return Err(ForecastError::HorizonTooFar {
+                asked: ts_max,
+                history_start: p.history_start(),
+                history_end: p.history_end(),
+                spans: MAX_HORIZON_SPANS,
+            });
+        }
         let offsets = BandOffsets::new(&self.band, t_max, self.stored.seed);
         let mut out = Forecast {
             timestamps: timestamps.to_vec(),

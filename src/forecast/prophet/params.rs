@@ -183,6 +183,11 @@ impl ProphetParams {
         })
     }
 
+    /// First training timestamp.
+    pub fn history_start(&self) -> i64 {
+        self.t_start
+    }
+
     /// Last training timestamp.
     pub fn history_end(&self) -> i64 {
         self.t_start + self.t_scale.round() as i64
