@@ -250,3 +250,42 @@ impl Cli {
         o
     }
 }
+
+/// One line for an error and its causes, each said once: a cause whose text
+/// its wrapper already holds (`{path}: {source}`) is not repeated.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("nope.csv: {0}")]
+    struct Holds(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the dataset")]
+    struct Wraps(#[source] Holds);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        assert_eq!(error_line(&Holds(io())), "nope.csv: no such file");
+        assert_eq!(
+            error_line(&Wraps(Holds(io()))),
+            "cannot read the dataset: nope.csv: no such file"
+        );
+    }
+}

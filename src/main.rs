@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cpu_anomaly::{
-    cli::{Cli, LogFormat, Mode},
+    cli::{self, Cli, LogFormat, Mode},
     config::{ConfigError, Settings},
     dataset::{DatasetError, ReadOptions},
     evaluate::{self, EvalOptions, EvaluateError},
@@ -124,7 +124,7 @@ fn init_logging(level: &str, format: LogFormat, log_file: Option<&std::path::Pat
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", cli::error_line(e.as_ref()));
     let data_error = e.downcast_ref::<DatasetError>().is_some()
         || matches!(
             e.downcast_ref::<TrainError>(),
