@@ -486,24 +486,38 @@ fn scalar(kind: Kind, text: &str) -> Value {
     }
 }
 
-fn set_path(root: &mut Value, key: &str, v: Value) {
+/// Sets `key` (dotted) in `root`. A section on the way that the file made
+/// something other than a mapping is an error naming it, never replaced.
+fn set_path(root: &mut Value, key: &str, v: Value, file_origin: &str) -> Result<(), ConfigError> {
     let mut cur = root;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        if !cur.is_mapping() {
+        if cur.is_null() {
             *cur = Value::Mapping(Mapping::new());
         }
-        let map = cur.as_mapping_mut().expect("just made a mapping");
+        let Some(map) = cur.as_mapping_mut() else {
+            let section = parts[..i].join(".");
+            return Err(ConfigError::Key {
+                origin: file_origin.to_string(),
+                key: if section.is_empty() {
+                    ".".into()
+                } else {
+                    section
+                },
+                message: format!("expected a section (a mapping of keys) holding `{part}`"),
+            });
+        };
         let k = Value::String(part.to_string());
         if i + 1 == parts.len() {
             map.insert(k, v);
-            return;
+            return Ok(());
         }
         if !map.contains_key(&k) {
             map.insert(k.clone(), Value::Mapping(Mapping::new()));
         }
         cur = map.get_mut(&k).expect("inserted above");
     }
+    Ok(())
 }
 
 impl Settings {
@@ -574,12 +588,12 @@ impl Settings {
         let mut origins: HashMap<String, String> = HashMap::new();
         for (var, key) in ENV_VARS {
             if let Some(v) = env(var) {
-                set_path(&mut root, key, scalar(kind_of(key), &v));
+                set_path(&mut root, key, scalar(kind_of(key), &v), file_origin)?;
                 origins.insert(key.to_string(), format!("environment variable {var}"));
             }
         }
         for (key, flag, v) in &cli.0 {
-            set_path(&mut root, key, scalar(kind_of(key), v));
+            set_path(&mut root, key, scalar(kind_of(key), v), file_origin)?;
             origins.insert(key.to_string(), format!("flag {flag}"));
         }
         let origin_of = |key: &str| {
@@ -897,6 +911,24 @@ mod tests {
             |k| env.get(k).cloned(),
             &cli,
         )
+    }
+
+    #[test]
+    fn a_section_that_is_not_a_mapping_is_an_error_whatever_else_is_set() {
+        for env in [&[][..], &[("INFLUXDB_URL", "http://x:8086")][..]] {
+            let e = load("influxdb: hello\n", env, CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("c.yaml: key `influxdb`"), "{e}");
+        }
+        let e = load(
+            "- a list\n",
+            &[("INFLUXDB_URL", "u")],
+            CliOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.yaml: key `.`"), "{e}");
     }
 
     #[test]
