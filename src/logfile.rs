@@ -1,6 +1,9 @@
 //! The application log file: `log_dir/cpu-anomaly.log`, rotated by size
 //! (`.1` is the newest old file, `.{keep}` the oldest; older ones are
 //! deleted), so a monitor running for months never fills the disk.
+//! [`throttle`] keeps a repeating fault from flooding it.
+
+pub mod throttle;
 
 use std::{
     fs::{self, File, OpenOptions},

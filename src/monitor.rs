@@ -730,6 +730,7 @@ impl<'a> Monitor<'a> {
         r.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
         r.last_write_error = stats.last_error();
         r.history_bytes = self.client.range_bytes();
+        r.samples_rejected = self.client.samples_rejected();
         r.series_count = counts.series;
         r.warming_up = counts.warming;
         r.fetching = counts.fetching;

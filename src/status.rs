@@ -47,6 +47,9 @@ pub struct Report {
     pub series_dropped: u64,
     /// Bytes of history (range-query replies) read from Prometheus.
     pub history_bytes: u64,
+    /// Points from Prometheus dropped as implausible (timestamp outside
+    /// 2000–2100, value beyond ±10⁶).
+    pub samples_rejected: u64,
     /// Series known now.
     pub series_count: usize,
     /// Of which without a model (warming up).

@@ -22,6 +22,7 @@ use futures_util::TryStreamExt;
 use thiserror::Error;
 
 use self::reply::{Envelope, ResultSink};
+use crate::logfile::throttle::{self, Throttle};
 
 /// Prometheus source settings.
 #[derive(Debug, Clone)]
@@ -134,7 +135,12 @@ pub struct Client {
     timeout: Duration,
     /// Bytes of range-query replies read (shared by clones).
     range_bytes: Arc<AtomicU64>,
+    /// Implausible points dropped (shared by clones).
+    rejected: Arc<AtomicU64>,
 }
+
+/// Logs dropped implausible points at most once a minute.
+static REJECT_LOG: Throttle = Throttle::new(Duration::from_secs(60));
 
 impl Client {
     /// A client from settings.
@@ -154,6 +160,29 @@ impl Client {
             retries: s.retries,
             timeout: s.timeout,
             range_bytes: Arc::default(),
+            rejected: Arc::default(),
+        }
+    }
+
+    /// Points dropped as implausible (a timestamp outside 2000–2100, a
+    /// value beyond ±10⁶) so far, by this client and its clones.
+    pub fn samples_rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    fn count_rejected(&self, promql: &str, env: &Envelope) {
+        if env.rejected == 0 {
+            return;
+        }
+        self.rejected.fetch_add(env.rejected, Ordering::Relaxed);
+        if let Some(held) = REJECT_LOG.allow() {
+            tracing::warn!(
+                "{} dropped {} points that no CPU series can hold (timestamps outside \
+                 2000-2100 or values beyond ±1e6){}",
+                promql,
+                env.rejected,
+                throttle::held_back(held)
+            );
         }
     }
 
@@ -232,6 +261,7 @@ impl Client {
             what: format!("not the API's JSON ({e})"),
         })?;
         check(promql, &env, &["vector", "scalar"])?;
+        self.count_rejected(promql, &env);
         Ok(sink.out)
     }
 
@@ -275,7 +305,11 @@ impl Client {
             })
             .await;
             let err = match joined {
-                Ok(Ok(env)) => return check(promql, &env, &["matrix"]),
+                Ok(Ok(env)) => {
+                    check(promql, &env, &["matrix"])?;
+                    self.count_rejected(promql, &env);
+                    return Ok(());
+                }
                 // The body stopped arriving (timeout, reset): retry.
                 Ok(Err(e)) if e.is_io() => self.unreachable(format!("reply cut off: {e}")),
                 Ok(Err(e)) => {

@@ -4,7 +4,9 @@
 //! holds the reply: the parser walks it once and hands each series' labels
 //! and points to a [`ResultSink`], which keeps what it wants (a series it
 //! does not want costs its labels only). Values are parsed from the API's
-//! strings without allocating; NaN and infinite values are dropped.
+//! strings without allocating; NaN and infinite values are dropped, and so
+//! is a point no CPU series can hold (see [`plausible`]): it is counted in
+//! [`Envelope::rejected`], never handed on.
 //!
 //! Works for every result type the API documents: `matrix` (`values`),
 //! `vector` (`value`) and `scalar` (`[t, "v"]`, delivered as one series with
@@ -36,6 +38,40 @@ pub struct Envelope {
     pub error_type: Option<String>,
     /// Prometheus' `error`.
     pub error: Option<String>,
+    /// Points dropped as implausible.
+    pub rejected: u64,
+}
+
+/// Earliest timestamp taken (2000-01-01).
+pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
+/// Latest timestamp taken (2100-01-01).
+pub const MAX_TIMESTAMP: f64 = 4_102_444_800.0;
+/// Largest magnitude of a value taken (a million percent is no CPU).
+pub const MAX_VALUE: f64 = 1e6;
+
+/// Whether a point can be a CPU sample: a timestamp between 2000 and 2100
+/// and a finite value within ±[`MAX_VALUE`].
+pub fn plausible(t: f64, v: f64) -> bool {
+    (MIN_TIMESTAMP..MAX_TIMESTAMP).contains(&t) && v.is_finite() && v.abs() <= MAX_VALUE
+}
+
+/// Hands on plausible points only, counting the others.
+struct Checked<'a> {
+    inner: &'a mut dyn ResultSink,
+    rejected: u64,
+}
+
+impl ResultSink for Checked<'_> {
+    fn series(&mut self, labels: Labels) -> bool {
+        self.inner.series(labels)
+    }
+    fn point(&mut self, t: f64, v: f64) {
+        if plausible(t, v) {
+            self.inner.point(t, v);
+        } else {
+            self.rejected += 1;
+        }
+    }
 }
 
 /// Parses a reply from `reader`, feeding its result to `sink`.
@@ -44,16 +80,26 @@ pub fn parse_reader<R: std::io::Read>(
     sink: &mut dyn ResultSink,
 ) -> Result<Envelope, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let env = TopSeed(sink).deserialize(&mut de)?;
+    let mut checked = Checked {
+        inner: sink,
+        rejected: 0,
+    };
+    let mut env = TopSeed(&mut checked).deserialize(&mut de)?;
     de.end()?;
+    env.rejected = checked.rejected;
     Ok(env)
 }
 
 /// Parses a reply held in memory.
 pub fn parse_slice(bytes: &[u8], sink: &mut dyn ResultSink) -> Result<Envelope, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let env = TopSeed(sink).deserialize(&mut de)?;
+    let mut checked = Checked {
+        inner: sink,
+        rejected: 0,
+    };
+    let mut env = TopSeed(&mut checked).deserialize(&mut de)?;
     de.end()?;
+    env.rejected = checked.rejected;
     Ok(env)
 }
 
@@ -364,7 +410,7 @@ mod tests {
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"instance":"a"},"values":[[1700000000,"1.5"],[1700000300.5,"NaN"],[1700000600,"+Inf"],[1700000900,"2"]]},
             {"metric":{"instance":"skip"},"values":[[1,"9"]]},
-            {"values":[[5,"7"]],"metric":{"instance":"late"}}
+            {"values":[[1700000005,"7"]],"metric":{"instance":"late"}}
         ]},"warnings":["x"]}"#;
         let mut c = Collect::default();
         let env = parse_reader(&body[..], &mut c).unwrap();
@@ -374,20 +420,38 @@ mod tests {
         assert_eq!(c.series[0].0["instance"], "a");
         assert_eq!(c.series[0].1, vec![(1.7e9, 1.5), (1_700_000_900.0, 2.0)]);
         assert_eq!(c.series[1].0["instance"], "late");
-        assert_eq!(c.series[1].1, vec![(5.0, 7.0)]);
+        assert_eq!(c.series[1].1, vec![(1_700_000_005.0, 7.0)]);
     }
 
     #[test]
     fn a_vector_and_a_scalar() {
-        let body = br#"{"data":{"result":[{"metric":{},"value":[3.2,"4"]}],"resultType":"vector"},"status":"success"}"#;
+        let body = br#"{"data":{"result":[{"metric":{},"value":[1700000003.2,"4"]}],"resultType":"vector"},"status":"success"}"#;
         let mut c = Collect::default();
         let env = parse_slice(body, &mut c).unwrap();
         assert_eq!(env.result_type.as_deref(), Some("vector"));
-        assert_eq!(c.series, vec![(Labels::new(), vec![(3.2, 4.0)])]);
-        let body = br#"{"status":"success","data":{"resultType":"scalar","result":[7,"0.25"]}}"#;
+        assert_eq!(
+            c.series,
+            vec![(Labels::new(), vec![(1_700_000_003.2, 4.0)])]
+        );
+        let body =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000007,"0.25"]}}"#;
         let mut c = Collect::default();
         parse_slice(body, &mut c).unwrap();
-        assert_eq!(c.series, vec![(Labels::new(), vec![(7.0, 0.25)])]);
+        assert_eq!(
+            c.series,
+            vec![(Labels::new(), vec![(1_700_000_007.0, 0.25)])]
+        );
+    }
+
+    #[test]
+    fn implausible_points_are_counted_not_delivered() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"instance":"a"},"values":[[0,"1"],[1e300,"1"],[1700000000,"1e308"],
+             [1700000060,"-2e6"],[1700000120,"55.5"],[4102444800,"1"]]}]}}"#;
+        let mut c = Collect::default();
+        let env = parse_slice(body, &mut c).unwrap();
+        assert_eq!(c.series[0].1, vec![(1_700_000_120.0, 55.5)]);
+        assert_eq!(env.rejected, 5);
     }
 
     #[test]
