@@ -73,6 +73,9 @@ pub struct SinkStats {
     pub write_failures: AtomicU64,
     /// Batches currently spooled.
     pub spool_depth: AtomicU64,
+    /// Tag values line protocol cannot carry as they are (cut, control
+    /// characters, a final backslash): written altered.
+    pub tags_altered: AtomicU64,
     /// Duration of the last successful write, microseconds.
     pub last_write_micros: AtomicU64,
     /// Why the last write that did not go through failed (empty: none yet).
@@ -264,8 +267,12 @@ impl Worker {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Points(points)) => {
                     for p in &points {
-                        if p.encode(&mut self.buf) {
-                            self.buffered += 1;
+                        let e = p.encode(&mut self.buf);
+                        self.buffered += usize::from(e.written);
+                        if e.tags_altered > 0 {
+                            self.stats
+                                .tags_altered
+                                .fetch_add(u64::from(e.tags_altered), Ordering::Relaxed);
                         }
                     }
                     if self.buffered >= self.batching.batch_size {

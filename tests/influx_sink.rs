@@ -309,3 +309,88 @@ fn other_client_errors_are_not_retried() {
     );
     assert_eq!(server.join().unwrap().len(), 1);
 }
+
+/// Every printable ASCII byte in a label, backslashes at the end and a 100 kB
+/// label, through the real influxd: each value comes back as it was sent
+/// (or altered as `schema` documents), and no batch is refused.
+#[test]
+fn every_printable_byte_in_a_label_round_trips_through_influxd() {
+    if !servers::require("influxd", "every_printable_byte_in_a_label_round_trips") {
+        return;
+    }
+    let server = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(target(Api::V1, server.url(), "cpu"), dir.path(), 40);
+    // (sent, stored)
+    let mut cases: Vec<(String, String)> = (0x20u8..=0x7e)
+        .flat_map(|b| {
+            let c = b as char;
+            [format!("a{c}b"), format!("{c}z"), format!("y{c}{c}")]
+        })
+        .map(|v| {
+            let stored = if v.ends_with('\\') {
+                format!("{v} ")
+            } else {
+                v.clone()
+            };
+            (v, stored)
+        })
+        .collect();
+    cases.push(("a\\,b\\=c\\ d".into(), "a\\,b\\=c\\ d".into()));
+    cases.dedup();
+    let long = "x".repeat(100_000);
+    let mut points: Vec<schema::Point> = cases
+        .iter()
+        .chain(std::iter::once(&(long.clone(), String::new())))
+        .enumerate()
+        .map(|(i, (v, _))| schema::Point {
+            measurement: "labels",
+            tags: vec![("host", v.clone())],
+            fields: vec![("v", schema::FieldValue::Float(i as f64))],
+            timestamp: 1_750_000_000 + i as i64,
+        })
+        .collect();
+    let n = points.len() as u64;
+    for chunk in points.chunks_mut(7) {
+        h.send(chunk.to_vec());
+    }
+    let stats = h.stats.clone();
+    h.close();
+    assert_eq!(
+        stats
+            .points_dead_lettered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(!dir.path().join("dead_letter.lp").exists());
+    assert_eq!(influx_count(&server, "cpu", "v", "labels"), n);
+    let v = servers::influxql(
+        &server,
+        "cpu",
+        "SHOW TAG VALUES FROM labels WITH KEY = host",
+    );
+    let stored: std::collections::BTreeSet<String> = v["results"][0]["series"][0]["values"]
+        .as_array()
+        .expect("tag values")
+        .iter()
+        .map(|r| r[1].as_str().unwrap().to_string())
+        .collect();
+    for (sent, want) in &cases {
+        assert!(stored.contains(want), "{sent:?} was not stored as {want:?}");
+    }
+    let cut: Vec<_> = stored.iter().filter(|s| s.starts_with("xxxx")).collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(
+        cut[0].len() <= schema::MAX_TAG_VALUE_BYTES,
+        "{}",
+        cut[0].len()
+    );
+    assert_eq!(stored.len(), cases.len() + 1);
+    let altered = stats
+        .tags_altered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        altered,
+        1 + cases.iter().filter(|(s, w)| s != w).count() as u64
+    );
+}

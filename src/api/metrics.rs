@@ -58,6 +58,12 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
             r.alert_resolutions as f64,
         ),
         (
+            "cpu_anomaly_samples_rejected_total",
+            "counter",
+            "Points from Prometheus dropped as implausible (timestamp outside 2000-2100, value beyond 1e6).",
+            r.samples_rejected as f64,
+        ),
+        (
             "cpu_anomaly_points_written_total",
             "counter",
             "Points accepted by the sink's target.",
@@ -74,6 +80,12 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
             "counter",
             "Points refused by InfluxDB and written to the dead-letter file.",
             load(&sink.points_dead_lettered),
+        ),
+        (
+            "cpu_anomaly_tags_altered_total",
+            "counter",
+            "Tag values written altered because line protocol cannot carry them (cut past 1024 bytes, control characters, a final backslash).",
+            load(&sink.tags_altered),
         ),
         (
             "cpu_anomaly_write_duration_seconds",

@@ -126,36 +126,91 @@ pub struct Point {
     pub timestamp: i64,
 }
 
-/// Escapes a measurement name (commas and spaces).
+/// Longest tag value written, in bytes. A longer one (InfluxDB refuses a
+/// series key past 64 KiB, and a label that long is a bug upstream) is cut
+/// and ends with `~` and a hash of the whole value, so distinct values stay
+/// distinct.
+pub const MAX_TAG_VALUE_BYTES: usize = 1024;
+
+/// Escapes a measurement name as InfluxDB reads it: commas and spaces get a
+/// backslash; a backslash is literal.
 fn escape_measurement(s: &str, out: &mut String) {
     for c in s.chars() {
-        if matches!(c, ',' | ' ' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
-/// Escapes a tag key or value, or a field key (commas, equals, spaces).
-fn escape_key(s: &str, out: &mut String) {
-    for c in s.chars() {
         match c {
-            ',' | '=' | ' ' | '\\' => {
+            ',' | ' ' => {
                 out.push('\\');
                 out.push(c);
             }
-            // A newline would end the line: line protocol cannot carry it.
-            '\n' | '\r' => out.push(' '),
+            c if c.is_control() => out.push_str("\\ "),
             _ => out.push(c),
         }
     }
 }
 
+/// Escapes a tag key or value, or a field key, exactly as InfluxDB's parser
+/// reads it back: a comma, equals sign or space gets a backslash, and a
+/// backslash is literal (InfluxDB unescapes only `\,`, `\=` and `\ `).
+///
+/// Three things cannot be carried and are altered (returns true):
+/// - a control character (a newline would end the line) becomes a space;
+/// - a value longer than [`MAX_TAG_VALUE_BYTES`] is cut as that says;
+/// - a final backslash would escape the separator after it, so a space
+///   follows it (`f\` is stored as `f\ `).
+fn escape_tag(s: &str, out: &mut String) -> bool {
+    let mut altered = false;
+    let mut text = s;
+    let mut suffix = String::new();
+    if s.len() > MAX_TAG_VALUE_BYTES {
+        let mut cut = MAX_TAG_VALUE_BYTES - 17;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text = &s[..cut];
+        suffix = format!("~{:016x}", fnv1a(s.as_bytes()));
+        altered = true;
+    }
+    for c in text.chars().chain(suffix.chars()) {
+        match c {
+            ',' | '=' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                out.push_str("\\ ");
+                altered = true;
+            }
+            _ => out.push(c),
+        }
+    }
+    if out.ends_with('\\') {
+        // Only a backslash of the value itself can end the output here.
+        out.push_str("\\ ");
+        altered = true;
+    }
+    altered
+}
+
+/// FNV-1a, 64 bits: a stable hash for cut tag values.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What encoding one point did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// A line was written (false: no finite field, nothing written).
+    pub written: bool,
+    /// Tag values that had to be altered (see [`MAX_TAG_VALUE_BYTES`]).
+    pub tags_altered: u32,
+}
+
 impl Point {
     /// Appends the point as one line (with `\n`) in second precision. A
-    /// point without any finite field is skipped (returns false): InfluxDB
+    /// point without any finite field is skipped (`written` false): InfluxDB
     /// rejects lines without fields.
-    pub fn encode(&self, out: &mut String) -> bool {
+    pub fn encode(&self, out: &mut String) -> Encoded {
         use std::fmt::Write;
         let fields: Vec<_> = self
             .fields
@@ -163,20 +218,23 @@ impl Point {
             .filter(|(_, v)| !matches!(v, FieldValue::Float(f) if !f.is_finite()))
             .collect();
         if fields.is_empty() {
-            return false;
+            return Encoded::default();
         }
+        let mut tags_altered = 0;
         escape_measurement(self.measurement, out);
         let mut tags: Vec<_> = self.tags.iter().filter(|(_, v)| !v.is_empty()).collect();
         tags.sort_by_key(|(k, _)| *k);
         for (k, v) in tags {
             out.push(',');
-            escape_key(k, out);
+            escape_tag(k, out);
             out.push('=');
-            escape_key(v, out);
+            if escape_tag(v, out) {
+                tags_altered += 1;
+            }
         }
         for (i, (k, v)) in fields.iter().enumerate() {
             out.push(if i == 0 { ' ' } else { ',' });
-            escape_key(k, out);
+            escape_tag(k, out);
             out.push('=');
             match v {
                 FieldValue::Float(f) => {
@@ -187,7 +245,10 @@ impl Point {
             }
         }
         let _ = writeln!(out, " {}", self.timestamp);
-        true
+        Encoded {
+            written: true,
+            tags_altered,
+        }
     }
 }
 
@@ -323,10 +384,33 @@ mod tests {
             timestamp: 17,
         };
         let mut s = String::new();
-        assert!(p.encode(&mut s));
+        assert!(p.encode(&mut s).written);
         assert_eq!(
             s,
             "cpu\\ metrics\\,x,a=1,host=web\\ 1\\,a\\=b v=1.0,ok=true 17\n"
+        );
+    }
+
+    fn tag(v: &str) -> (String, bool) {
+        let mut out = String::new();
+        let altered = escape_tag(v, &mut out);
+        (out, altered)
+    }
+
+    #[test]
+    fn backslashes_are_literal_and_what_cannot_be_carried_is_altered() {
+        assert_eq!(tag("a\\b"), ("a\\b".into(), false));
+        assert_eq!(tag("a\\,b"), ("a\\\\,b".into(), false));
+        assert_eq!(tag("f\\"), ("f\\\\ ".into(), true));
+        assert_eq!(tag("x\ny"), ("x\\ y".into(), true));
+        let long = "é".repeat(MAX_TAG_VALUE_BYTES);
+        let (cut, altered) = tag(&long);
+        assert!(altered);
+        assert!(cut.len() <= MAX_TAG_VALUE_BYTES, "{}", cut.len());
+        assert_ne!(
+            cut,
+            tag(&format!("{long}x")).0,
+            "distinct values stay distinct"
         );
     }
 
@@ -339,7 +423,7 @@ mod tests {
             timestamp: 1,
         };
         let mut s = String::new();
-        assert!(!p.encode(&mut s));
+        assert!(!p.encode(&mut s).written);
         assert!(s.is_empty());
     }
 
