@@ -6,6 +6,7 @@
 //!
 //! `cargo bench --bench influx_write` (needs `influxd` on PATH).
 
+use std::sync::atomic::AtomicBool;
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -63,15 +64,19 @@ fn main() {
     };
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
-    while ureq::get(&format!("{base}/ping")).call().is_err() {
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    while http.get(format!("{base}/ping")).send().is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "influxd did not start"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    ureq::post(&format!("{base}/query?q=CREATE+DATABASE+bench"))
-        .call()
+    http.post(format!("{base}/query?q=CREATE+DATABASE+bench"))
+        .send()
         .unwrap();
 
     let hosts = 100;
@@ -131,7 +136,10 @@ fn main() {
                     let w = writer.clone();
                     s.spawn(move || {
                         for b in part {
-                            assert_eq!(w.write(b, None).0, Outcome::Written);
+                            assert_eq!(
+                                w.write(b.as_bytes(), None, &AtomicBool::new(false)).0,
+                                Outcome::Written
+                            );
                         }
                     });
                 }

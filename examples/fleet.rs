@@ -25,9 +25,15 @@ fn hosts(n: usize, from: i64, to: i64) -> Vec<FleetHost> {
 }
 
 fn post(url: &str, body: &[u8]) -> Result<(), String> {
-    ureq::post(&format!("{url}/api/v1/import"))
+    reqwest::blocking::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(120))
-        .send_bytes(body)
+        .build()
+        .map_err(|e| e.to_string())?
+        .post(format!("{url}/api/v1/import"))
+        .body(body.to_vec())
+        .send()
+        .and_then(|r| r.error_for_status())
         .map(|_| ())
         .map_err(|e| format!("import failed: {e}"))
 }

@@ -142,6 +142,7 @@ pub fn sink_for(settings: &Settings) -> Result<SinkHandle, MonitorError> {
             batch_size: i.batch_size,
             flush_interval: i.flush_interval,
         },
+        Some(&settings.log_dir.join("wal")),
     )?)
 }
 
@@ -891,11 +892,14 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
     report.updated_at = chrono::Utc::now().to_rfc3339();
     write_report(&path, &report, &series);
     out.logs.flush();
+    let wal_depth = std::fs::read_dir(settings.log_dir.join("wal")).map_or(0, |d| d.count());
     tracing::info!(
-        "stopped after {} polls: {} points written, {} batches in the spool (written at the next start), {} points dead-lettered{}",
+        "stopped after {} polls: {} points written, {} batches in the spool and {} polls in the \
+         write-ahead log (both written at the next start), {} points dead-lettered{}",
         report.ticks,
         report.points_written,
         report.spool_depth,
+        wal_depth,
         report.points_dead_lettered,
         if report.points_dead_lettered > 0 {
             format!(" ({})", settings.log_dir.join("dead_letter.lp").display())

@@ -43,6 +43,7 @@ fn start(t: Target, dir: &std::path::Path, batch: usize) -> SinkHandle {
             batch_size: batch,
             flush_interval: Duration::from_millis(100),
         },
+        Some(&dir.join("wal")),
     )
     .unwrap()
 }
@@ -277,7 +278,11 @@ fn throttling_and_server_errors_are_retried_honouring_retry_after() {
     let mut t = target(Api::V2, url, "cpu");
     t.retries = 3;
     t.backoff = Duration::from_millis(10);
-    let (outcome, _) = Writer::new(t).write("m v=1 1\n", None);
+    let (outcome, _) = Writer::new(t).write(
+        b"m v=1 1\n",
+        None,
+        &std::sync::atomic::AtomicBool::new(false),
+    );
     assert_eq!(outcome, Outcome::Written);
     let seen = server.join().unwrap();
     assert_eq!(seen.len(), 3);
@@ -299,7 +304,8 @@ fn other_client_errors_are_not_retried() {
     ]);
     let mut t = target(Api::V1, url, "cpu");
     t.retries = 3;
-    let (outcome, _) = Writer::new(t).write("m v=\n", None);
+    let (outcome, _) =
+        Writer::new(t).write(b"m v=\n", None, &std::sync::atomic::AtomicBool::new(false));
     assert_eq!(
         outcome,
         Outcome::Rejected {

@@ -323,10 +323,7 @@ fn sigterm_flushes_pending_points_and_exits_0() {
     );
     let child = start_monitor(&cfg, dir.path());
     let metrics = dir.path().join("logs/metrics.jsonl");
-    let start = Instant::now();
-    while lines(&metrics).len() < 3 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_lines(&metrics, "3 polls", |l| l.len() >= 3);
     assert!(!dir.path().join("logs/points.lp").exists());
     let (out, stderr) = stop_monitor(child, dir.path());
     assert!(out.success(), "{stderr}");
@@ -348,6 +345,129 @@ fn wait_lines(path: &Path, what: &str, cond: impl Fn(&[String]) -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// The (host, timestamp) of every sample in `metrics.jsonl`.
+fn judged(metrics: &Path) -> std::collections::BTreeSet<(String, String)> {
+    lines(metrics)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["host"].as_str().unwrap().to_string(),
+                v["timestamp"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The number of `actual` points in InfluxDB.
+fn actual_points(influx: &servers::Server) -> u64 {
+    let v = servers::influxql(
+        influx,
+        "cpu",
+        "SELECT count(cpu_usage) FROM cpu_metrics WHERE metric_type = 'actual'",
+    );
+    v["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn influx_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    config(
+        dir,
+        &unreachable_url(),
+        &format!(
+            "model: mstl\nsimulation_series: 5\ninfluxdb:\n  enabled: true\n  api: v1\n  url: {url}\n  \
+             bucket: cpu\n{extra}"
+        ),
+    )
+}
+
+#[test]
+fn kill_9_loses_no_judged_sample() {
+    if !servers::require("influxd", "kill_9_loses_no_judged_sample") {
+        return;
+    }
+    let influx = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing is written before the kill: only the write-ahead log has it.
+    let cfg = influx_config(
+        dir.path(),
+        &influx.url(),
+        "  batch_size: 100000\n  flush_interval: 3600\n",
+    );
+    let mut child = start_monitor(&cfg, dir.path());
+    let metrics = dir.path().join("logs/metrics.jsonl");
+    wait_lines(&metrics, "4 polls", |l| l.len() >= 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(actual_points(&influx), 0);
+    let before = judged(&metrics);
+    assert!(before.len() >= 20, "{}", before.len());
+    // A new second, so the restart's poll cannot share a timestamp.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = monitor(&cfg, 1).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("found in the write-ahead log"), "{stderr}");
+    let all = judged(&metrics);
+    assert!(all.len() > before.len());
+    assert_eq!(actual_points(&influx), all.len() as u64, "{stderr}");
+    let wal = dir.path().join("logs/wal");
+    assert_eq!(std::fs::read_dir(wal).unwrap().count(), 0);
+}
+
+/// A server that accepts connections and never answers (a hung InfluxDB).
+fn black_hole() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    url
+}
+
+#[test]
+fn sigterm_with_influxdb_hung_spools_everything_and_the_next_run_writes_it() {
+    if !servers::require("influxd", "sigterm_with_influxdb_hung") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped timeout and retries, against a server that never answers.
+    let hung = influx_config(
+        dir.path(),
+        &black_hole(),
+        "  batch_size: 50\n  flush_interval: 1\n",
+    );
+    let child = start_monitor(&hung, dir.path());
+    let metrics = dir.path().join("logs/metrics.jsonl");
+    wait_lines(&metrics, "5 polls", |l| l.len() >= 25);
+    let (out, stderr) = stop_monitor(child, dir.path());
+    assert!(out.success(), "{stderr}");
+    let judged_before = judged(&metrics);
+    // The next run, with InfluxDB back, writes every judged sample.
+    let influx = servers::influxd("cpu");
+    std::thread::sleep(Duration::from_millis(1100));
+    let cfg = influx_config(
+        dir.path(),
+        &influx.url(),
+        "  batch_size: 50\n  flush_interval: 1\n",
+    );
+    let out = monitor(&cfg, 1).output().unwrap();
+    let stderr2 = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr2}");
+    let all = judged(&metrics);
+    assert!(all.len() > judged_before.len());
+    assert_eq!(
+        actual_points(&influx),
+        all.len() as u64,
+        "{stderr}\n---\n{stderr2}"
+    );
+    assert!(!dir.path().join("logs/dead_letter.lp").exists());
 }
 
 #[test]

@@ -3,11 +3,16 @@
 //! and 5xx are retried with exponential backoff and jitter; any other 4xx is
 //! final (the caller dead-letters the batch with the server's reason).
 //!
-//! Both APIs use one small blocking HTTP client so that both get the same
-//! retry, `Retry-After` and dead-letter handling; the body is identical line
-//! protocol in second precision.
+//! Both APIs use one blocking `reqwest` client (on the sink's own thread) so
+//! that both get the same retry, `Retry-After` and dead-letter handling; the
+//! body is identical line protocol in second precision. A write can be
+//! cancelled: between retries it watches a flag and gives up at once when
+//! the monitor is stopping.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
 
 use crate::secret::Secret;
 
@@ -110,9 +115,12 @@ pub fn backoff(base: Duration, k: u32, jitter01: f64) -> Duration {
 #[derive(Debug, Clone)]
 pub struct Writer {
     target: Target,
-    agent: ureq::Agent,
+    http: reqwest::blocking::Client,
     url: String,
 }
+
+/// The request timeout once the monitor is stopping.
+pub const STOPPING_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn enc(s: &str) -> String {
     let mut out = String::new();
@@ -129,7 +137,14 @@ fn enc(s: &str) -> String {
 impl Writer {
     /// A writer for `target`.
     pub fn new(target: Target) -> Writer {
-        let agent = ureq::AgentBuilder::new().timeout(target.timeout).build();
+        // Proxy variables are ignored: InfluxDB is reached directly, and a
+        // stray HTTP_PROXY must not reroute loopback traffic.
+        let http = reqwest::blocking::Client::builder()
+            .timeout(target.timeout)
+            .connect_timeout(target.timeout)
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
         let base = target.url.trim_end_matches('/');
         let url = match target.api {
             Api::V1 => format!("{base}/write?db={}&precision=s", enc(&target.bucket)),
@@ -139,7 +154,7 @@ impl Writer {
                 enc(&target.bucket)
             ),
         };
-        Writer { target, agent, url }
+        Writer { target, http, url }
     }
 
     /// The write URL (no secret in it).
@@ -147,23 +162,30 @@ impl Writer {
         &self.url
     }
 
-    fn attempt(&self, body: &str) -> Attempt {
+    fn attempt(&self, body: &[u8], timeout: Duration) -> Attempt {
         let mut req = self
-            .agent
+            .http
             .post(&self.url)
-            .set("Content-Type", "text/plain; charset=utf-8");
+            .timeout(timeout)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body.to_vec());
         if !self.target.token.is_empty() {
-            req = req.set(
+            req = req.header(
                 "Authorization",
-                &format!("Token {}", self.target.token.expose()),
+                format!("Token {}", self.target.token.expose()),
             );
         }
-        match req.send_string(body) {
-            Ok(_) => Attempt::Ok,
-            Err(ureq::Error::Status(status, resp)) => {
-                let after = retry_after(resp.header("Retry-After"));
+        match req.send() {
+            Ok(resp) if resp.status().is_success() => Attempt::Ok,
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let after = retry_after(
+                    resp.headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok()),
+                );
                 let reason = resp
-                    .into_string()
+                    .text()
                     .unwrap_or_default()
                     .trim()
                     .chars()
@@ -178,27 +200,38 @@ impl Writer {
                     Attempt::Final { status, reason }
                 }
             }
-            Err(ureq::Error::Transport(t)) => Attempt::Retry {
-                reason: t.to_string(),
+            Err(e) => Attempt::Retry {
+                reason: transport_error(&e),
                 after: None,
             },
         }
     }
 
     /// Writes `body`, retrying as configured; `retries` overrides the
-    /// configured count (0 at shutdown: one try, then spool).
-    pub fn write(&self, body: &str, retries: Option<u32>) -> (Outcome, Duration) {
+    /// configured count (0: one try). When `stop` is set the write gives up
+    /// instead of waiting for a retry, and a try has [`STOPPING_TIMEOUT`].
+    pub fn write(
+        &self,
+        body: &[u8],
+        retries: Option<u32>,
+        stop: &AtomicBool,
+    ) -> (Outcome, Duration) {
         let start = Instant::now();
         let retries = retries.unwrap_or(self.target.retries);
         let mut k = 0;
         loop {
-            match self.attempt(body) {
+            let timeout = if stop.load(Ordering::Relaxed) {
+                self.target.timeout.min(STOPPING_TIMEOUT)
+            } else {
+                self.target.timeout
+            };
+            match self.attempt(body, timeout) {
                 Attempt::Ok => return (Outcome::Written, start.elapsed()),
                 Attempt::Final { status, reason } => {
                     return (Outcome::Rejected { status, reason }, start.elapsed())
                 }
                 Attempt::Retry { reason, after } => {
-                    if k >= retries {
+                    if k >= retries || stop.load(Ordering::Relaxed) {
                         return (Outcome::Unavailable(reason), start.elapsed());
                     }
                     let wait = after
@@ -209,12 +242,51 @@ impl Writer {
                         k + 1,
                         wait.as_secs_f64()
                     );
-                    std::thread::sleep(wait);
+                    if !sleep_unless(wait, stop) {
+                        return (Outcome::Unavailable(reason), start.elapsed());
+                    }
                     k += 1;
                 }
             }
         }
     }
+}
+
+/// Sleeps `d`, waking early (false) when `stop` is set.
+fn sleep_unless(d: Duration, stop: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// A transport error in one line, without the URL (it is logged elsewhere)
+/// and with its cause (`connection refused`, `timed out`).
+fn transport_error(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -282,7 +354,7 @@ mod tests {
             retries: 2,
             backoff: Duration::from_millis(1),
         });
-        let (o, _) = w.write("m v=1 1\n", None);
+        let (o, _) = w.write(b"m v=1 1\n", None, &AtomicBool::new(false));
         assert!(matches!(o, Outcome::Unavailable(_)), "{o:?}");
     }
 }

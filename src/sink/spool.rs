@@ -5,6 +5,11 @@
 //! real name). Replay takes the lowest number first and deletes a file only
 //! after the server accepted it. The total size is bounded: a batch that
 //! does not fit is refused and the caller dead-letters it.
+//!
+//! Batches are opaque bytes (whatever the encoder or an earlier version
+//! wrote). A file that cannot be read is moved aside to `quarantine/`,
+//! counted and logged once, and replay goes on with the next one, oldest
+//! first.
 
 use std::{
     fs,
@@ -20,9 +25,12 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     next: u64,
+    quarantined: u64,
 }
 
 const EXT: &str = "lp";
+/// Where unreadable batches are moved.
+pub const QUARANTINE: &str = "quarantine";
 
 impl Spool {
     /// Opens (creating) `dir`; batches left by an earlier run are kept for
@@ -33,6 +41,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             next: 0,
+            quarantined: 0,
         };
         s.next = s.entries()?.last().map_or(0, |(n, _)| n + 1);
         Ok(s)
@@ -82,30 +91,60 @@ impl Spool {
 
     /// Appends a batch. Returns false (nothing written) when it would push
     /// the spool over its bound.
-    pub fn push(&mut self, batch: &str) -> Result<bool, SinkError> {
+    pub fn push(&mut self, batch: &[u8]) -> Result<bool, SinkError> {
         if self.bytes() + batch.len() as u64 > self.max_bytes {
             return Ok(false);
         }
         let name = self.dir.join(format!("{:020}.{EXT}", self.next));
         let tmp = self.dir.join(format!("{:020}.tmp", self.next));
-        let mut f = fs::File::create(&tmp).map_err(|e| SinkError::io(&tmp, e))?;
-        f.write_all(batch.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| SinkError::io(&tmp, e))?;
-        fs::rename(&tmp, &name).map_err(|e| SinkError::io(&name, e))?;
+        let written = fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(batch)?;
+            f.sync_data()
+        });
+        if let Err(e) = written {
+            // Nothing half-written stays behind (a full disk).
+            let _ = fs::remove_file(&tmp);
+            return Err(SinkError::io(&tmp, e));
+        }
+        if let Err(e) = fs::rename(&tmp, &name) {
+            let _ = fs::remove_file(&tmp);
+            return Err(SinkError::io(&name, e));
+        }
         self.next += 1;
         Ok(true)
     }
 
-    /// The oldest batch, if any: (its path, its text).
-    pub fn peek(&self) -> Result<Option<(PathBuf, String)>, SinkError> {
-        match self.entries()?.into_iter().next() {
-            Some((_, p)) => {
-                let text = fs::read_to_string(&p).map_err(|e| SinkError::io(&p, e))?;
-                Ok(Some((p, text)))
+    /// The oldest readable batch, if any: (its path, its bytes). A file that
+    /// cannot be read is quarantined (see [`Spool::quarantined`]) and the
+    /// next one taken.
+    pub fn peek(&mut self) -> Result<Option<(PathBuf, Vec<u8>)>, SinkError> {
+        for (_, p) in self.entries()? {
+            match fs::read(&p) {
+                Ok(bytes) => return Ok(Some((p, bytes))),
+                Err(e) => self.quarantine(&p, &e)?,
             }
-            None => Ok(None),
         }
+        Ok(None)
+    }
+
+    /// Moves an unreadable batch to `quarantine/` (logged once, counted).
+    fn quarantine(&mut self, path: &Path, why: &std::io::Error) -> Result<(), SinkError> {
+        let dir = self.dir.join(QUARANTINE);
+        fs::create_dir_all(&dir).map_err(|e| SinkError::io(&dir, e))?;
+        let to = dir.join(path.file_name().unwrap_or_default());
+        fs::rename(path, &to).map_err(|e| SinkError::io(path, e))?;
+        self.quarantined += 1;
+        tracing::error!(
+            "spool: cannot read {} ({why}): moved to {}; replay goes on with the next batch",
+            path.display(),
+            to.display()
+        );
+        Ok(())
+    }
+
+    /// Batches moved to `quarantine/` since this spool was opened.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined
     }
 
     /// Removes a batch returned by [`Spool::peek`] once it is written.
@@ -122,20 +161,46 @@ mod tests {
     fn replays_in_order_across_reopen_and_respects_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), 20).unwrap();
-        assert!(s.push("a 1\n").unwrap());
-        assert!(s.push("b 2\n").unwrap());
-        assert!(!s.push("c much too long for the bound\n").unwrap());
+        assert!(s.push(b"a 1\n").unwrap());
+        assert!(s.push(b"b 2\n").unwrap());
+        assert!(!s.push(b"c much too long for the bound\n").unwrap());
         drop(s);
         // A restart sees what was left and keeps numbering after it.
         let mut s = Spool::open(dir.path(), 20).unwrap();
         assert_eq!(s.len(), 2);
-        assert!(s.push("c 3\n").unwrap());
+        assert!(s.push(b"c 3\n").unwrap());
         let mut seen = Vec::new();
         while let Some((p, t)) = s.peek().unwrap() {
             seen.push(t);
             s.remove(&p).unwrap();
         }
-        assert_eq!(seen, ["a 1\n", "b 2\n", "c 3\n"]);
+        assert_eq!(seen, [&b"a 1\n"[..], b"b 2\n", b"c 3\n"]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn any_bytes_are_kept_and_an_unreadable_batch_is_quarantined_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(s.push(b"a \xff\xfe 1\n").unwrap());
+        assert!(s.push(b"b 2\n").unwrap());
+        assert!(s.push(b"c 3\n").unwrap());
+        // The middle batch becomes unreadable (a directory under its name).
+        let (_, mid) = s.entries().unwrap()[1].clone();
+        fs::remove_file(&mid).unwrap();
+        fs::create_dir(&mid).unwrap();
+        let mut seen = Vec::new();
+        while let Some((p, t)) = s.peek().unwrap() {
+            seen.push(t);
+            s.remove(&p).unwrap();
+        }
+        assert_eq!(seen, [&b"a \xff\xfe 1\n"[..], b"c 3\n"]);
+        assert_eq!(s.quarantined(), 1);
+        assert!(dir
+            .path()
+            .join(QUARANTINE)
+            .join(mid.file_name().unwrap())
+            .exists());
         assert!(s.is_empty());
     }
 }

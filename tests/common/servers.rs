@@ -42,21 +42,29 @@ pub fn require(binary: &str, test: &str) -> bool {
 
 /// GET returning (status, body); connection errors as status 0.
 pub fn get(url: &str) -> (u16, String) {
-    match ureq::get(url).timeout(Duration::from_secs(5)).call() {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+    match http().get(url).timeout(Duration::from_secs(5)).send() {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
         Err(_) => (0, String::new()),
     }
 }
 
+/// A blocking client that ignores proxy variables (everything is loopback).
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
+
 /// POST with a body, returning (status, body).
 pub fn post(url: &str, body: &str) -> (u16, String) {
-    match ureq::post(url)
+    match http()
+        .post(url)
         .timeout(Duration::from_secs(10))
-        .send_string(body)
+        .body(body.to_string())
+        .send()
     {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
         Err(e) => (0, e.to_string()),
     }
 }
