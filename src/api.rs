@@ -4,6 +4,13 @@
 //!
 //! Built as `router(state)` so it is tested without a socket; served on its
 //! own thread with a small tokio runtime, so the poll loop stays synchronous.
+//!
+//! Hostile clients are bounded: at most [`MAX_CONNECTIONS`] connections
+//! (more are closed on accept), [`HEADER_TIMEOUT`] to send a request's
+//! headers, which is also how long an idle keep-alive connection is kept,
+//! and at most [`MAX_EVENT_CLIENTS`] `/api/events` streams (more get 503).
+//! The token is compared in constant time and may come URL-encoded in
+//! `?token=`.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -269,7 +276,17 @@ pub struct ApiState {
     pub token: Option<Secret>,
     /// One JSON [`Update`] per poll, for `/api/events`.
     pub events: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Places for `/api/events` streams.
+    event_clients: Arc<tokio::sync::Semaphore>,
 }
+
+/// Connections served at once; more are closed as they are accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// `/api/events` streams at once; more are answered 503.
+pub const MAX_EVENT_CLIENTS: usize = 64;
+/// Time a client has to send a request's headers, and the longest an idle
+/// keep-alive connection is kept.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What `/api/events` pushes after every poll.
 #[derive(Debug, Serialize)]
@@ -302,6 +319,7 @@ impl ApiState {
             sink,
             token,
             events: tokio::sync::broadcast::channel(64).0,
+            event_clients: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_CLIENTS)),
         }
     }
 
@@ -404,25 +422,53 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 async fn auth(State(s): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     if let Some(token) = s.token.as_ref().filter(|t| !t.is_empty()) {
+        let want = token.expose().as_bytes();
         let header_ok = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|v| v == token.expose());
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|v| same_bytes(v, want));
         // Browsers cannot set headers on EventSource or a typed-in URL: the
         // dashboard passes the token as `?token=`.
         let query_ok = req.uri().query().is_some_and(|q| {
             q.split('&')
-                .any(|kv| kv.strip_prefix("token=") == Some(token.expose()))
+                .filter_map(|kv| kv.strip_prefix("token="))
+                .any(|v| same_bytes(&percent_decode(v), want))
         });
-        let ok = header_ok || query_ok;
-        if !ok {
+        if !(header_ok || query_ok) {
             return ApiError(StatusCode::UNAUTHORIZED, "bearer token required".into())
                 .into_response();
         }
     }
     next.run(req).await
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decodes `%XX` escapes (a `+` stays a `+`: tokens are not form text).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 fn read(s: &ApiState) -> std::sync::RwLockReadGuard<'_, Snapshot> {
@@ -592,19 +638,25 @@ async fn dashboard() -> impl IntoResponse {
     )
 }
 
-/// Server-Sent Events: one `update` event per poll.
-async fn events(
-    State(s): State<Arc<ApiState>>,
-) -> axum::response::sse::Sse<
-    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-> {
+/// Server-Sent Events: one `update` event per poll; at most
+/// [`MAX_EVENT_CLIENTS`] at once.
+async fn events(State(s): State<Arc<ApiState>>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    let Ok(place) = s.event_clients.clone().try_acquire_owned() else {
+        return ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_EVENT_CLIENTS} event streams are open already; try again later"),
+        )
+        .into_response();
+    };
     let rx = s.events.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The place is held as long as the stream lives.
+    let stream = futures_util::stream::unfold((rx, place), |(mut rx, place)| async move {
         loop {
             match rx.recv().await {
                 Ok(json) => {
-                    return Some((Ok(Event::default().event("update").data(&*json)), rx));
+                    let ev = Event::default().event("update").data(&*json);
+                    return Some((Ok::<_, std::convert::Infallible>(ev), (rx, place)));
                 }
                 // A slow client skips updates rather than stalling the loop.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -612,7 +664,9 @@ async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Serves the API on `addr` from a background thread until the process
@@ -636,14 +690,52 @@ pub fn serve(addr: SocketAddr, state: Arc<ApiState>) -> std::io::Result<SocketAd
             };
             rt.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => {
-                        if let Err(e) = axum::serve(l, router(state)).await {
-                            tracing::error!("API server: {e}");
-                        }
-                    }
+                    Ok(l) => accept_loop(l, router(state)).await,
                     Err(e) => tracing::error!("API listener: {e}"),
                 }
             });
         })?;
     Ok(bound)
+}
+
+/// Accepts connections up to [`MAX_CONNECTIONS`], each with
+/// [`HEADER_TIMEOUT`].
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        service::TowerToHyperService,
+    };
+    static REFUSED_LOG: crate::logfile::throttle::Throttle =
+        crate::logfile::throttle::Throttle::new(std::time::Duration::from_secs(60));
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!("API: cannot accept a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            if let Some(held) = REFUSED_LOG.allow() {
+                tracing::warn!(
+                    "API: {MAX_CONNECTIONS} connections open: closing a new one{}",
+                    crate::logfile::throttle::held_back(held)
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = conn.await;
+            drop(place);
+        });
+    }
 }

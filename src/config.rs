@@ -789,9 +789,23 @@ impl Settings {
                     path: raw.api_token_file.clone(),
                     source,
                 })?;
+            if text.trim().is_empty() {
+                return Err(range(
+                    "api_token_file",
+                    raw.api_token_file.display().to_string(),
+                    "a file holding a token (this one is empty or blank)",
+                ));
+            }
             Secret::new(text.trim())
+        } else if !raw.api_token.is_empty() && raw.api_token.expose().trim().is_empty() {
+            // The value is never echoed, even a blank one.
+            return Err(range(
+                "api_token",
+                "(blank)".into(),
+                "a token with more than whitespace, or empty to disable",
+            ));
         } else {
-            raw.api_token.clone()
+            Secret::new(raw.api_token.expose().trim())
         };
         if api_listen.is_some_and(|a| !a.ip().is_loopback()) && api_token.is_empty() {
             return Err(range(
@@ -911,6 +925,17 @@ mod tests {
             |k| env.get(k).cloned(),
             &cli,
         )
+    }
+
+    #[test]
+    fn a_blank_api_token_is_refused_without_echoing_it() {
+        let e = load("", &[("API_TOKEN", "   ")], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("API_TOKEN"), "{e}");
+        assert!(e.contains("(blank)"), "{e}");
+        let s = load("", &[("API_TOKEN", " t0k \n")], CliOverrides::default()).unwrap();
+        assert_eq!(s.api_token.expose(), "t0k");
     }
 
     #[test]

@@ -250,6 +250,82 @@ fn bearer_token_guards_everything_but_health() {
 }
 
 #[test]
+fn the_query_token_is_url_decoded_and_must_match_exactly() {
+    let rt = rt();
+    let st = state(Some("a b/c+d%"));
+    let ok = "/api/series?token=a%20b%2Fc+d%25";
+    assert_eq!(rt.block_on(get(st.clone(), ok, None)).0, 200);
+    for bad in [
+        "/api/series?token=a+b/c+d%",
+        "/api/series?token=a%20b%2Fc+d",
+        "/api/series?token=",
+    ] {
+        assert_eq!(rt.block_on(get(st.clone(), bad, None)).0, 401, "{bad}");
+    }
+}
+
+#[test]
+fn event_streams_are_capped() {
+    let rt = rt();
+    let st = state(None);
+    rt.block_on(async {
+        let mut open = Vec::new();
+        for _ in 0..api::MAX_EVENT_CLIENTS {
+            let resp = api::router(st.clone())
+                .oneshot(Request::get("/api/events").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            open.push(resp);
+        }
+        let (status, _, body) = get(st.clone(), "/api/events", None).await;
+        assert_eq!(status, 503, "{body}");
+        // A stream that ends gives its place back.
+        drop(open.pop());
+        let resp = api::router(st.clone())
+            .oneshot(Request::get("/api/events").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    });
+}
+
+/// Connections beyond the cap are closed at once; a client that never sends
+/// its headers is dropped after the header timeout, giving its place back.
+#[test]
+fn connections_are_capped_and_silent_clients_time_out() {
+    use std::io::Read;
+    let addr = api::serve("127.0.0.1:0".parse().unwrap(), state(None)).unwrap();
+    let health = || -> std::io::Result<String> {
+        let mut c = std::net::TcpStream::connect(addr)?;
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        c.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    assert!(health().unwrap().starts_with("HTTP/1.1 200"));
+    let silent: Vec<_> = (0..api::MAX_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // Let the server accept them all.
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = health().unwrap_or_default();
+    assert!(!refused.starts_with("HTTP/1.1 200"), "{refused}");
+    let start = Instant::now();
+    let mut back = false;
+    while start.elapsed() < api::HEADER_TIMEOUT * 3 {
+        std::thread::sleep(Duration::from_millis(500));
+        if health().is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the silent connections were never dropped");
+    drop(silent);
+}
+
+#[test]
 fn a_non_loopback_address_needs_a_token() {
     let load = |env: &[(&str, &str)]| {
         let env: std::collections::HashMap<String, String> = env
