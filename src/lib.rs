@@ -13,6 +13,8 @@ pub mod detect;
 pub mod eda;
 pub mod evaluate;
 pub mod forecast;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod logfile;
 pub mod monitor;
 pub mod plots;
