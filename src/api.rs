@@ -280,8 +280,23 @@ pub struct ApiState {
     event_clients: Arc<tokio::sync::Semaphore>,
 }
 
-/// Connections served at once; more are closed as they are accepted.
+/// Connections served at once; more are closed as they are accepted. Never
+/// more than a quarter of the process's file-descriptor limit, so clients
+/// cannot starve the monitor's own files.
 pub const MAX_CONNECTIONS: usize = 256;
+
+/// [`MAX_CONNECTIONS`], or a quarter of the open-files limit if lower.
+fn connection_cap() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .and_then(|v| v.parse::<usize>().ok());
+    soft.map_or(MAX_CONNECTIONS, |n| (n / 4).clamp(8, MAX_CONNECTIONS))
+}
 /// `/api/events` streams at once; more are answered 503.
 pub const MAX_EVENT_CLIENTS: usize = 64;
 /// Time a client has to send a request's headers, and the longest an idle
@@ -707,7 +722,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
     };
     static REFUSED_LOG: crate::logfile::throttle::Throttle =
         crate::logfile::throttle::Throttle::new(std::time::Duration::from_secs(60));
-    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let cap = connection_cap();
+    let places = Arc::new(tokio::sync::Semaphore::new(cap));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -721,7 +737,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router) {
         let Ok(place) = places.clone().try_acquire_owned() else {
             if let Some(held) = REFUSED_LOG.allow() {
                 tracing::warn!(
-                    "API: {MAX_CONNECTIONS} connections open: closing a new one{}",
+                    "API: {cap} connections open: closing a new one{}",
                     crate::logfile::throttle::held_back(held)
                 );
             }

@@ -137,7 +137,7 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     let code = if e.downcast_ref::<ConfigError>().is_some()
         || matches!(
             e.downcast_ref::<MonitorError>(),
-            Some(MonitorError::BadQuery(_) | MonitorError::Model { .. })
+            Some(MonitorError::BadQuery(_) | MonitorError::Model { .. } | MonitorError::Influx(_))
         ) {
         EXIT_CONFIG
     } else if data_error {

@@ -68,6 +68,10 @@ pub enum MonitorError {
     /// A sink could not start.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
+    /// The InfluxDB 2 target can never be written to (no such bucket or
+    /// organisation, token refused).
+    #[error(transparent)]
+    Influx(#[from] sink::influx2::CheckError),
     /// A log file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -118,17 +122,37 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 pub fn sink_for(settings: &Settings) -> Result<SinkHandle, MonitorError> {
     let i = &settings.influxdb;
     let dest = if i.enabled {
+        let target = influx::Target {
+            api: i.api,
+            url: i.url.clone(),
+            org: i.org.clone(),
+            bucket: i.bucket.clone(),
+            token: i.token.clone(),
+            timeout: i.timeout,
+            retries: i.retry_attempts,
+            backoff: i.retry_interval,
+        };
+        if target.api == influx::Api::V2 {
+            match sink::influx2::check(&target, target.timeout.min(Duration::from_secs(5)))? {
+                sink::influx2::Readiness::Ready { version } => tracing::info!(
+                    "InfluxDB {version} at {}: organisation `{}` and bucket `{}` found",
+                    target.url,
+                    target.org,
+                    target.bucket
+                ),
+                sink::influx2::Readiness::NotInfluxDb2(why) => tracing::warn!(
+                    "{} does not answer as InfluxDB 2 does ({why}): writing with the v2 write \
+                     API without checking the organisation and bucket",
+                    target.url
+                ),
+                sink::influx2::Readiness::Unreachable(why) => tracing::warn!(
+                    "InfluxDB at {} is not reachable ({why}): points are spooled until it is",
+                    target.url
+                ),
+            }
+        }
         Destination::Influx {
-            target: influx::Target {
-                api: i.api,
-                url: i.url.clone(),
-                org: i.org.clone(),
-                bucket: i.bucket.clone(),
-                token: i.token.clone(),
-                timeout: i.timeout,
-                retries: i.retry_attempts,
-                backoff: i.retry_interval,
-            },
+            target,
             spool_dir: settings.log_dir.join("spool"),
             spool_max_bytes: i.spool_max_bytes,
             dead_letter: settings.log_dir.join("dead_letter.lp"),

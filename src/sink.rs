@@ -29,6 +29,7 @@
 //! Repeating faults are logged at most once a minute.
 
 pub mod influx;
+pub mod influx2;
 pub mod schema;
 pub mod spool;
 pub mod wal;

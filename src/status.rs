@@ -110,6 +110,15 @@ pub fn write_report(path: &Path, report: &Report, series: &BTreeMap<String, Seri
         .and_then(|b| std::fs::write(&tmp, b))
         .and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = res {
-        tracing::error!("cannot write {}: {e}", path.display());
+        let _ = std::fs::remove_file(&tmp);
+        static ERRORS: crate::logfile::throttle::Throttle =
+            crate::logfile::throttle::Throttle::new(std::time::Duration::from_secs(60));
+        if let Some(held) = ERRORS.allow() {
+            tracing::error!(
+                "cannot write {}: {e}{}",
+                path.display(),
+                crate::logfile::throttle::held_back(held)
+            );
+        }
     }
 }

@@ -400,3 +400,171 @@ fn every_printable_byte_in_a_label_round_trips_through_influxd() {
         1 + cases.iter().filter(|(s, w)| s != w).count() as u64
     );
 }
+
+/// A stand-in for the InfluxDB 2 management API (no InfluxDB 2 runs here):
+/// `/health` passes; `/api/v2/orgs` and `/api/v2/buckets` list `orgs` and
+/// `buckets` by the `org`/`name` asked for; every answer is `status` when
+/// that is not 200. Serves until the test ends.
+fn influxdb2_stand_in(
+    status: u16,
+    orgs: &'static [&'static str],
+    buckets: &'static [&'static str],
+) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = request.split(' ').nth(1).unwrap_or("/").to_string();
+            let asked = |key: &str| {
+                path.split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix(key))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (code, body) = if path.starts_with("/health") {
+                (
+                    200,
+                    r#"{"name":"influxdb","status":"pass","version":"v2.7.11","checks":[]}"#
+                        .to_string(),
+                )
+            } else if status != 200 {
+                (
+                    status,
+                    r#"{"code":"unauthorized","message":"unauthorized access"}"#.to_string(),
+                )
+            } else if path.starts_with("/api/v2/orgs") {
+                let name = asked("org=");
+                if orgs.contains(&name.as_str()) {
+                    (
+                        200,
+                        format!(r#"{{"orgs":[{{"id":"0000000000000001","name":"{name}"}}]}}"#),
+                    )
+                } else {
+                    (
+                        404,
+                        format!(
+                            r#"{{"code":"not found","message":"organization name \"{name}\" not found"}}"#
+                        ),
+                    )
+                }
+            } else if path.starts_with("/api/v2/buckets") {
+                let name = asked("name=");
+                let list: Vec<String> = buckets
+                    .iter()
+                    .filter(|b| **b == name)
+                    .map(|b| format!(r#"{{"id":"0000000000000002","orgID":"0000000000000001","name":"{b}","retentionRules":[]}}"#))
+                    .collect();
+                (200, format!(r#"{{"buckets":[{}]}}"#, list.join(",")))
+            } else {
+                (404, "{}".to_string())
+            };
+            let reply = format!(
+                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = (&stream).write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn influxdb2_start_up_check_finds_missing_org_bucket_and_refused_token() {
+    use cpu_anomaly::sink::influx2::{check, CheckError, Readiness};
+    let within = Duration::from_secs(5);
+    let t = |url: String| Target {
+        org: "ops".into(),
+        bucket: "cpu".into(),
+        ..target(Api::V2, url, "cpu")
+    };
+    let ok = influxdb2_stand_in(200, &["ops"], &["cpu"]);
+    assert_eq!(
+        check(&t(ok), within),
+        Ok(Readiness::Ready {
+            version: "v2.7.11".into()
+        })
+    );
+    let no_bucket = influxdb2_stand_in(200, &["ops"], &["other"]);
+    let e = check(&t(no_bucket), within).unwrap_err();
+    assert!(matches!(e, CheckError::BucketMissing { .. }), "{e}");
+    assert!(
+        e.to_string().contains("influx bucket create -n cpu -o ops"),
+        "{e}"
+    );
+    let no_org = influxdb2_stand_in(200, &["dev"], &["cpu"]);
+    let e = check(&t(no_org), within).unwrap_err();
+    assert!(matches!(e, CheckError::OrgMissing { .. }), "{e}");
+    let refused = influxdb2_stand_in(401, &["ops"], &["cpu"]);
+    let e = check(&t(refused), within).unwrap_err();
+    assert!(
+        matches!(e, CheckError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("test-token"), "{e}");
+    let port = servers::free_port();
+    assert!(matches!(
+        check(&t(format!("http://127.0.0.1:{port}")), within),
+        Ok(Readiness::Unreachable(_))
+    ));
+}
+
+#[test]
+fn influxdb2_start_up_check_writes_on_to_a_v2_write_server_that_is_not_influxdb2() {
+    if !servers::require("victoria-metrics", "influxdb2_start_up_check_not_influxdb2") {
+        return;
+    }
+    let vm = servers::victoria_metrics();
+    let r = cpu_anomaly::sink::influx2::check(
+        &target(Api::V2, vm.url(), "cpu"),
+        Duration::from_secs(5),
+    );
+    assert!(
+        matches!(
+            r,
+            Ok(cpu_anomaly::sink::influx2::Readiness::NotInfluxDb2(_))
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_missing_bucket_stops_the_monitor_with_exit_2_and_what_to_do() {
+    let url = influxdb2_stand_in(200, &["cpu-anomaly"], &["other"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::bin()
+        .args(["--mode", "monitor", "--max-ticks", "1"])
+        .env("INFLUXDB_ENABLED", "true")
+        .env("INFLUXDB_API", "v2")
+        .env("INFLUXDB_URL", &url)
+        .env("INFLUXDB_BUCKET", "cpu_metrics")
+        .env("API_LISTEN", "")
+        .env("LOG_DIR", dir.path().join("logs"))
+        .env(
+            "PROMETHEUS_URL",
+            format!("http://127.0.0.1:{}", servers::free_port()),
+        )
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no bucket `cpu_metrics` in organisation `cpu-anomaly`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("no bucket").count(),
+        1,
+        "printed once: {stderr}"
+    );
+}

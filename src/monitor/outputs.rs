@@ -5,7 +5,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{BufWriter, Write},
+    io::Write,
     path::Path,
     sync::Arc,
 };
@@ -178,50 +178,83 @@ struct AlertLine<'a> {
 }
 
 /// `metrics.jsonl` (every sample), `anomalies.jsonl` (flagged ones) and
-/// `alerts.jsonl` (alert onsets and resolutions), flushed once per poll.
+/// `alerts.jsonl` (alert onsets and resolutions), appended once per poll,
+/// whole lines or nothing: an append that fails (a full disk) is cut back
+/// and that poll's lines are dropped from these logs (the points still go
+/// to the sink), counted in a rate-limited error.
 pub struct LogFiles {
-    metrics: BufWriter<File>,
-    anomalies: BufWriter<File>,
-    alerts: BufWriter<File>,
+    files: [LogFile; 3],
 }
+
+struct LogFile {
+    name: &'static str,
+    file: File,
+    buf: Vec<u8>,
+}
+
+const METRICS: usize = 0;
+const ANOMALIES: usize = 1;
+const ALERTS: usize = 2;
+
+/// Logs append failures at most once a minute.
+static LOG_FILE_ERRORS: crate::logfile::throttle::Throttle =
+    crate::logfile::throttle::Throttle::new(std::time::Duration::from_secs(60));
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl LogFiles {
-    /// Opens (appends to) both files in `dir`.
+    /// Opens (appends to) the files in `dir`.
     pub fn open(dir: &Path) -> Result<LogFiles, (std::path::PathBuf, std::io::Error)> {
-        let m = dir.join("metrics.jsonl");
-        let a = dir.join("anomalies.jsonl");
-        let e = dir.join("alerts.jsonl");
+        let open = |name: &'static str| {
+            let p = dir.join(name);
+            match open_append(&p) {
+                Ok(file) => Ok(LogFile {
+                    name,
+                    file,
+                    buf: Vec::new(),
+                }),
+                Err(e) => Err((p, e)),
+            }
+        };
         Ok(LogFiles {
-            metrics: BufWriter::new(open_append(&m).map_err(|err| (m, err))?),
-            anomalies: BufWriter::new(open_append(&a).map_err(|err| (a, err))?),
-            alerts: BufWriter::new(open_append(&e).map_err(|err| (e, err))?),
+            files: [
+                open("metrics.jsonl")?,
+                open("anomalies.jsonl")?,
+                open("alerts.jsonl")?,
+            ],
         })
     }
 
-    /// Writes what is buffered.
+    /// Appends what is buffered.
     pub fn flush(&mut self) {
-        for (name, f) in [
-            ("metrics.jsonl", &mut self.metrics),
-            ("anomalies.jsonl", &mut self.anomalies),
-            ("alerts.jsonl", &mut self.alerts),
-        ] {
-            if let Err(e) = f.flush() {
-                tracing::error!("cannot write {name}: {e}");
+        for f in &mut self.files {
+            if f.buf.is_empty() {
+                continue;
             }
+            let before = f.file.metadata().map(|m| m.len());
+            if let Err(e) = f.file.write_all(&f.buf) {
+                if let Ok(len) = before {
+                    let _ = f.file.set_len(len);
+                }
+                let lines = f.buf.iter().filter(|&&b| b == b'\n').count();
+                if let Some(held) = LOG_FILE_ERRORS.allow() {
+                    tracing::error!(
+                        "cannot append {lines} lines to {}: {e}{}",
+                        f.name,
+                        crate::logfile::throttle::held_back(held)
+                    );
+                }
+            }
+            f.buf.clear();
         }
     }
 }
 
-fn write_json_line(f: &mut impl Write, v: &impl Serialize) {
-    if let Ok(mut s) = serde_json::to_string(v) {
-        s.push('\n');
-        if let Err(e) = f.write_all(s.as_bytes()) {
-            tracing::error!("cannot append to a log file: {e}");
-        }
+fn write_json_line(f: &mut LogFile, v: &impl Serialize) {
+    if serde_json::to_writer(&mut f.buf, v).is_ok() {
+        f.buf.push(b'\n');
     }
 }
 
@@ -229,7 +262,7 @@ impl Output for LogFiles {
     fn record(&mut self, j: &Judged<'_>) {
         let ts = crate::dataset::format_ts(j.timestamp);
         write_json_line(
-            &mut self.metrics,
+            &mut self.files[METRICS],
             &MetricLine {
                 timestamp: ts.clone(),
                 series: j.series,
@@ -247,7 +280,7 @@ impl Output for LogFiles {
             for (happened, event) in [(j.onset, "firing"), (j.resolved, "resolved")] {
                 if happened {
                     write_json_line(
-                        &mut self.alerts,
+                        &mut self.files[ALERTS],
                         &AlertLine {
                             timestamp: ts.clone(),
                             event,
@@ -264,7 +297,7 @@ impl Output for LogFiles {
             }
             if d.is_anomaly {
                 write_json_line(
-                    &mut self.anomalies,
+                    &mut self.files[ANOMALIES],
                     &AnomalyLine {
                         timestamp: ts,
                         series: j.series,
