@@ -82,6 +82,24 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
             load(&sink.points_dead_lettered),
         ),
         (
+            "cpu_anomaly_points_dropped_total",
+            "counter",
+            "Points dropped from memory (sink queue full, or the points file unwritable past 64 MiB); those in the write-ahead log are written at the next start.",
+            load(&sink.points_dropped),
+        ),
+        (
+            "cpu_anomaly_points_recovered_total",
+            "counter",
+            "Points taken from the write-ahead log of an earlier run at start.",
+            load(&sink.points_recovered),
+        ),
+        (
+            "cpu_anomaly_spool_quarantined_total",
+            "counter",
+            "Spooled batches that could not be read, moved to spool/quarantine/.",
+            load(&sink.batches_quarantined),
+        ),
+        (
             "cpu_anomaly_tags_altered_total",
             "counter",
             "Tag values written altered because line protocol cannot carry them (cut past 1024 bytes, control characters, a final backslash).",
