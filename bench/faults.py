@@ -314,7 +314,7 @@ def probe_kill9():
     p.wait()
     before = len(judged(d))
     written_before = influx.count("cpu_usage", "cpu_metrics", "WHERE metric_type = 'actual'")
-    time.sleep(1.1)
+    # Restarted at once: a restart within the same second must not overwrite.
     r = run(cfg, 1)
     after = judged(d)
     got = influx.count("cpu_usage", "cpu_metrics", "WHERE metric_type = 'actual'")

@@ -258,6 +258,10 @@ struct Monitor<'a> {
     probe: Client,
     failover: Failover,
     simulator: Simulator,
+    /// Timestamp of the last simulated poll (at start: the second this run
+    /// started). Simulated samples are stamped later, so neither two polls
+    /// nor a restart within the same second overwrite earlier points.
+    last_sim_ts: i64,
     sim_hosts: Vec<String>,
     table: Table,
     pool: Pool,
@@ -335,6 +339,7 @@ impl<'a> Monitor<'a> {
             client,
             failover: Failover::new(settings.monitor.simulation_after_failures),
             simulator: Simulator::new(settings.seed),
+            last_sim_ts: chrono::Utc::now().timestamp(),
             sim_hosts: match settings.simulation_series {
                 1 => vec![SIM_HOST.to_string()],
                 n => (1..=n).map(|i| format!("{SIM_HOST}-{i}")).collect(),
@@ -423,11 +428,24 @@ impl<'a> Monitor<'a> {
             ),
             Decision::Simulate => {
                 self.report.simulation_ticks += 1;
+                // Never two simulated polls in one second, and none in the
+                // second this run started (a run killed in it may have
+                // stamped it): wait for the next second rather than stamp
+                // the future.
+                let mut ts = now;
+                if ts <= self.last_sim_ts {
+                    let wall = chrono::Utc::now();
+                    let wait_ms = (self.last_sim_ts + 1 - wall.timestamp()) * 1000
+                        - i64::from(wall.timestamp_subsec_millis());
+                    std::thread::sleep(Duration::from_millis(wait_ms.max(0) as u64));
+                    ts = self.last_sim_ts + 1;
+                }
+                self.last_sim_ts = ts;
                 let sim = &mut self.simulator;
                 let samples = self
                     .sim_hosts
                     .iter()
-                    .map(|h| (h.clone(), Labels::new(), now, sim.sample(now).0))
+                    .map(|h| (h.clone(), Labels::new(), ts, sim.sample(ts).0))
                     .collect();
                 (SourceKind::Simulation, samples)
             }

@@ -568,3 +568,67 @@ fn a_missing_bucket_stops_the_monitor_with_exit_2_and_what_to_do() {
         "printed once: {stderr}"
     );
 }
+
+/// A spooled batch that is not UTF-8 and one that cannot be read at all do
+/// not stop the replay: the good ones arrive oldest first, the unreadable
+/// one is quarantined, and nothing newer goes ahead of them.
+#[test]
+fn an_unreadable_or_non_utf8_spooled_batch_does_not_stop_replay() {
+    if !servers::require("influxd", "an_unreadable_or_non_utf8_spooled_batch") {
+        return;
+    }
+    let server = servers::influxd("cpu");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let name = |i: u64| spool.join(format!("{i:020}.lp"));
+    let good = |host: &str| {
+        (0..10)
+            .map(|k| {
+                format!(
+                    "cpu_metrics,host={host} cpu_usage={k} {}\n",
+                    1_750_000_000 + k
+                )
+            })
+            .collect::<String>()
+    };
+    std::fs::write(name(0), good("a")).unwrap();
+    std::fs::write(
+        name(1),
+        b"cpu_metrics,host=\xff\xfe cpu_usage=1 1750000000\n",
+    )
+    .unwrap();
+    std::fs::create_dir(name(2)).unwrap();
+    std::fs::write(name(3), good("b")).unwrap();
+    let h = start(target(Api::V1, server.url(), "cpu"), dir.path(), 50);
+    h.send(sample_points(0));
+    let stats = h.stats.clone();
+    h.close();
+    let count = |host: &str| {
+        let v = servers::influxql(
+            &server,
+            "cpu",
+            &format!("SELECT count(cpu_usage) FROM cpu_metrics WHERE host = '{host}'"),
+        );
+        v["results"][0]["series"][0]["values"][0][1]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!((count("a"), count("b"), count("web-1")), (10, 10, 2));
+    assert_eq!(
+        stats
+            .batches_quarantined
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(spool
+        .join("quarantine")
+        .join(name(2).file_name().unwrap())
+        .is_dir());
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "lp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
