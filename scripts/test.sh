@@ -24,7 +24,7 @@ done
 missing=()
 for pair in influxd:influxdb victoria-metrics:victoria-metrics prometheus:prometheus \
     prometheus-node-exporter:prometheus-node-exporter promtool:prometheus \
-    docker-compose:docker-compose chromium:chromium; do
+    docker-compose:docker-compose chromium:chromium prometheus-alertmanager:prometheus-alertmanager; do
     if ! command -v "${pair%%:*}" >/dev/null; then
         missing+=("${pair#*:}")
     fi

@@ -15,7 +15,6 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
-use crate::secret::Secret;
 use crate::{
     detect::{DecisionSettings, Side},
     forecast::{
@@ -24,6 +23,7 @@ use crate::{
     },
     source::{prometheus::PrometheusSettings, selector::Selector},
 };
+use crate::{notify::NotifySettings, secret::Secret};
 
 /// The file read when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config.yaml";
@@ -171,6 +171,9 @@ struct RawConfig {
     api_listen: String,
     api_token: Secret,
     api_token_file: PathBuf,
+    alertmanager_url: String,
+    webhook_url: String,
+    dashboard_url: String,
     retrain_interval: Secs,
     threshold_multiplier: f64,
     sustained_samples: i64,
@@ -221,6 +224,9 @@ impl Default for RawConfig {
             api_listen: "127.0.0.1:8080".into(),
             api_token: Secret::default(),
             api_token_file: PathBuf::new(),
+            alertmanager_url: String::new(),
+            webhook_url: String::new(),
+            dashboard_url: String::new(),
             retrain_interval: Secs(86_400.0),
             // The decision path chosen by leave-series-out cross-validation
             // (README "Detection quality", examples/cross_validate.rs).
@@ -334,6 +340,8 @@ pub struct Settings {
     pub api_listen: Option<std::net::SocketAddr>,
     /// Bearer token for the API (required off loopback; never logged).
     pub api_token: Secret,
+    /// Alert routing (Alertmanager, webhook).
+    pub notify: NotifySettings,
     /// Log level filter (trace|debug|info|warn|error).
     pub log_level: String,
     /// Directory for logs and local sink files.
@@ -401,6 +409,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("API_LISTEN", "api_listen"),
     ("API_TOKEN", "api_token"),
     ("API_TOKEN_FILE", "api_token_file"),
+    ("ALERTMANAGER_URL", "alertmanager_url"),
+    ("WEBHOOK_URL", "webhook_url"),
+    ("DASHBOARD_URL", "dashboard_url"),
     ("INFLUXDB_API", "influxdb.api"),
     ("THRESHOLD_MULTIPLIER", "threshold_multiplier"),
     ("INTERVAL_WIDTH", "interval_width"),
@@ -444,6 +455,9 @@ fn kind_of(key: &str) -> Kind {
         | "api_listen"
         | "api_token"
         | "api_token_file"
+        | "alertmanager_url"
+        | "webhook_url"
+        | "dashboard_url"
         | "model"
         | "prophet_optimizer"
         | "prophet_future_trend"
@@ -840,6 +854,32 @@ impl Settings {
             n => n,
         };
         let prophet = raw.prophet();
+        for (key, v) in [
+            ("alertmanager_url", &raw.alertmanager_url),
+            ("webhook_url", &raw.webhook_url),
+            ("dashboard_url", &raw.dashboard_url),
+        ] {
+            let v = v.trim();
+            if !(v.is_empty() || v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(range(
+                    key,
+                    v.to_string(),
+                    "an http:// or https:// URL, or empty",
+                ));
+            }
+        }
+        let monitoring_interval = positive_secs("monitoring_interval", raw.monitoring_interval)?;
+        let notify = NotifySettings {
+            alertmanager_url: raw.alertmanager_url.trim().to_string(),
+            webhook_url: raw.webhook_url.trim().to_string(),
+            dashboard_url: match (raw.dashboard_url.trim(), api_listen) {
+                ("", Some(a)) => format!("http://{a}/"),
+                (u, _) => u.to_string(),
+            },
+            // Three missed polls (at least two minutes) and an alert expires.
+            expire_after: (monitoring_interval * 3).max(Duration::from_secs(120)),
+            timeout: Duration::from_secs(10),
+        };
         Ok(Settings {
             config_path: path,
             influxdb: InfluxSettings {
@@ -891,11 +931,12 @@ impl Settings {
                 likelihood: raw.alert_likelihood,
             },
             train_ratio: raw.train_ratio,
-            monitoring_interval: positive_secs("monitoring_interval", raw.monitoring_interval)?,
+            monitoring_interval,
             retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,
             simulation_series: raw.simulation_series as usize,
             api_listen,
             api_token,
+            notify,
             log_level: raw.log_level.to_lowercase(),
             log_dir: raw.log_dir,
             dataset: raw.dataset,
@@ -925,6 +966,26 @@ mod tests {
             |k| env.get(k).cloned(),
             &cli,
         )
+    }
+
+    #[test]
+    fn alert_routing_urls_and_the_dashboard_link() {
+        let s = load(
+            "alertmanager_url: http://am:9093\nmonitoring_interval: 60\n",
+            &[("WEBHOOK_URL", "https://hooks.example/x")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.notify.alertmanager_url, "http://am:9093");
+        assert_eq!(s.notify.webhook_url, "https://hooks.example/x");
+        assert_eq!(s.notify.dashboard_url, "http://127.0.0.1:8080/");
+        assert_eq!(s.notify.expire_after, Duration::from_secs(180));
+        let e = load("webhook_url: hooks.example\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.yaml: key `webhook_url`"), "{e}");
+        let off = load("", &[], CliOverrides::default()).unwrap();
+        assert!(!off.notify.enabled());
     }
 
     #[test]

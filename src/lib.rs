@@ -17,6 +17,7 @@ pub mod forecast;
 pub mod fuzz;
 pub mod logfile;
 pub mod monitor;
+pub mod notify;
 pub mod plots;
 pub mod secret;
 pub mod simulate;

@@ -40,7 +40,7 @@ use thiserror::Error;
 use self::{
     failover::{Decision, Event, Failover, Outcome, SourceKind},
     fetcher::{FetchConfig, Fetcher},
-    outputs::{ApiOutput, Judged, LiveLine, LogFiles, Output, PollEnd, SinkOutput},
+    outputs::{ApiOutput, Judged, LiveLine, LogFiles, NotifyOutput, Output, PollEnd, SinkOutput},
     presets::Presets,
     table::{NewSeries, Origin, Slot, Table, Task, Timing},
     workers::{Done, Job, Pool, PresetKind, WorkerConfig},
@@ -51,6 +51,7 @@ use crate::{
     config::Settings,
     detect::{Decider, Severity},
     forecast::ForecastError,
+    notify::Notifier,
     sink::{self, influx, Batching, Destination, SinkHandle},
     source::{
         prometheus::{self, Client, Labels, PromError},
@@ -116,6 +117,36 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         f
     })
     .clone()
+}
+
+/// The alert router for these settings (`None`: nothing configured).
+fn notifier(settings: &Settings) -> Option<NotifyOutput> {
+    let n = Notifier::spawn(settings.notify.clone())?;
+    let s = &settings.notify;
+    tracing::info!(
+        "alerts go to {}{}{} (link: {})",
+        if s.alertmanager_url.is_empty() {
+            String::new()
+        } else {
+            format!("Alertmanager {}", s.alertmanager_url)
+        },
+        if s.alertmanager_url.is_empty() || s.webhook_url.is_empty() {
+            ""
+        } else {
+            " and "
+        },
+        if s.webhook_url.is_empty() {
+            String::new()
+        } else {
+            format!("webhook {}", s.webhook_url)
+        },
+        if s.dashboard_url.is_empty() {
+            "none"
+        } else {
+            &s.dashboard_url
+        }
+    );
+    Some(NotifyOutput::new(n))
 }
 
 /// The sink for these settings.
@@ -227,6 +258,7 @@ struct Outputs {
     sink: SinkOutput,
     logs: LogFiles,
     api: ApiOutput,
+    notify: Option<NotifyOutput>,
     live: Option<LiveLine>,
 }
 
@@ -235,6 +267,9 @@ impl Outputs {
         self.sink.record(j);
         self.logs.record(j);
         self.api.record(j);
+        if let Some(n) = &mut self.notify {
+            n.record(j);
+        }
         if let Some(l) = &mut self.live {
             l.record(j);
         }
@@ -244,9 +279,21 @@ impl Outputs {
         self.sink.end_poll(end);
         self.logs.end_poll(end);
         self.api.end_poll(end);
+        if let Some(n) = &mut self.notify {
+            n.end_poll(end);
+        }
         if let Some(l) = &mut self.live {
             l.end_poll(end);
         }
+    }
+
+    /// Stops the sink and the notifier (each bounded in time).
+    fn close(self) -> LogFiles {
+        self.sink.close();
+        if let Some(n) = self.notify {
+            n.close();
+        }
+        self.logs
     }
 }
 
@@ -898,6 +945,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         sink: SinkOutput::new(sink),
         logs,
         api: ApiOutput::new(api_state),
+        notify: notifier(settings),
         live: opts.live.then(LiveLine::default),
     };
     loop {
@@ -907,7 +955,7 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
             Ok(x) => x,
             Err(e) => {
                 m.stop();
-                out.sink.close();
+                out.close();
                 return Err(e);
             }
         };
@@ -926,14 +974,14 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         }
     }
     let (mut report, path, series) = m.stop();
-    out.sink.close();
+    let mut logs = out.close();
     report.points_written = stats.points_written.load(Ordering::Relaxed);
     report.spool_depth = stats.spool_depth.load(Ordering::Relaxed);
     report.points_dead_lettered = stats.points_dead_lettered.load(Ordering::Relaxed);
     report.last_write_error = stats.last_error();
     report.updated_at = chrono::Utc::now().to_rfc3339();
     write_report(&path, &report, &series);
-    out.logs.flush();
+    logs.flush();
     let wal_depth = std::fs::read_dir(settings.log_dir.join("wal")).map_or(0, |d| d.count());
     tracing::info!(
         "stopped after {} polls: {} points written, {} batches in the spool and {} polls in the \

@@ -156,6 +156,48 @@ fn prometheus_config_is_valid_and_scrapes_node_exporter_and_the_app() {
     let text = read("prometheus/prometheus.yml");
     assert!(text.contains("node-exporter:9100"));
     assert!(text.contains("app:8080"));
+    // The rules notify Alertmanager.
+    let p = yaml("prometheus/prometheus.yml");
+    assert_eq!(
+        p["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0],
+        "alertmanager:9093"
+    );
+}
+
+#[test]
+fn alertmanager_routes_the_app_and_the_rules_by_host() {
+    if !servers::require(
+        "amtool",
+        "alertmanager_routes_the_app_and_the_rules_by_host",
+    ) {
+        return;
+    }
+    let out = Command::new("amtool")
+        .args(["check-config"])
+        .arg(root().join("alertmanager/alertmanager.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let am = yaml("alertmanager/alertmanager.yml");
+    assert!(am["route"]["group_by"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|v| v == "host"));
+    let c = yaml("docker-compose.yml");
+    assert!(c["services"]["alertmanager"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("prom/alertmanager:"));
+    assert_eq!(
+        c["services"]["app"]["environment"]["ALERTMANAGER_URL"],
+        "http://alertmanager:9093"
+    );
 }
 
 /// Every Flux query of the dashboard (targets and variables) and the alert
@@ -396,7 +438,7 @@ fn alert_rules_and_contact_point_are_provisioned() {
     assert_eq!(rules[1]["noDataState"], "Alerting");
     assert_eq!(
         a["contactPoints"][0]["receivers"][0]["settings"]["url"],
-        "${ALERT_WEBHOOK_URL}"
+        "http://alertmanager:9093"
     );
     assert_eq!(a["policies"][0]["receiver"], a["contactPoints"][0]["name"]);
     for f in walk(&root().join("grafana")) {

@@ -4,6 +4,7 @@
 //! on stdout. Each output batches what it needs and acts once per poll.
 
 use std::{
+    collections::BTreeMap,
     fs::{File, OpenOptions},
     io::Write,
     path::Path,
@@ -16,6 +17,7 @@ use super::{failover::SourceKind, horizon::Band, table::Counts};
 use crate::{
     api::{self, ApiState},
     detect::{Detection, Severity},
+    notify::{Alert, Notifier},
     sink::{schema, SinkHandle},
     status::Report,
 };
@@ -324,6 +326,85 @@ impl Output for LogFiles {
     }
 }
 
+/// Alert onsets and resolutions to Alertmanager and the webhook
+/// ([`crate::notify`]): keeps the alerts firing now, so each poll refreshes
+/// them; a series that vanishes while firing is resolved.
+pub struct NotifyOutput {
+    notifier: Notifier,
+    firing: BTreeMap<String, Alert>,
+    events: Vec<Alert>,
+}
+
+impl NotifyOutput {
+    /// Routes through `notifier`.
+    pub fn new(notifier: Notifier) -> Self {
+        NotifyOutput {
+            notifier,
+            firing: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Delivers what is queued and stops (bounded in time).
+    pub fn close(self) {
+        self.notifier.close();
+    }
+}
+
+impl Output for NotifyOutput {
+    fn record(&mut self, j: &Judged<'_>) {
+        let (Some(d), Some(b)) = (&j.detection, j.band) else {
+            return;
+        };
+        let latest = |a: &mut Alert| {
+            a.value = j.actual;
+            a.yhat = b.yhat;
+            a.lower = d.lower_threshold;
+            a.upper = d.upper_threshold;
+            a.score = d.score;
+        };
+        if j.onset {
+            let mut a = Alert {
+                series: j.series.to_string(),
+                host: j.host.to_string(),
+                severity: d.severity.as_str().to_string(),
+                value: 0.0,
+                yhat: 0.0,
+                lower: 0.0,
+                upper: 0.0,
+                score: 0.0,
+                started: j.timestamp,
+                resolved: None,
+            };
+            latest(&mut a);
+            self.firing.insert(a.series.clone(), a.clone());
+            self.events.push(a);
+        } else if j.resolved {
+            if let Some(mut a) = self.firing.remove(j.series) {
+                latest(&mut a);
+                a.resolved = Some(j.timestamp);
+                self.events.push(a);
+            }
+        } else if let Some(a) = self.firing.get_mut(j.series) {
+            latest(a);
+        }
+    }
+
+    fn end_poll(&mut self, end: &PollEnd<'_>) {
+        for id in end.dropped {
+            if let Some(mut a) = self.firing.remove(&**id) {
+                a.resolved = Some(end.now);
+                self.events.push(a);
+            }
+        }
+        self.notifier.poll(
+            end.now,
+            self.firing.values().cloned().collect(),
+            std::mem::take(&mut self.events),
+        );
+    }
+}
+
 /// The HTTP API's snapshot, published once per poll.
 pub struct ApiOutput {
     state: Arc<ApiState>,
@@ -494,5 +575,118 @@ impl Output for LiveLine {
         self.listed.clear();
         self.fired.clear();
         self.resolved = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{detect::Detector, notify::NotifySettings};
+    use std::io::{BufRead, BufReader, Read};
+
+    /// A webhook receiver keeping every JSON body.
+    fn receiver() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                let _ = (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                let _ = tx.send(serde_json::from_slice(&body).unwrap());
+            }
+        });
+        (url, rx)
+    }
+
+    fn judged(series: &str, ts: i64, actual: f64, onset: bool, resolved: bool) -> Judged<'_> {
+        Judged {
+            series,
+            host: series,
+            source: SourceKind::Prometheus,
+            timestamp: ts,
+            actual,
+            band: Some(Band {
+                yhat: 40.0,
+                lower: 35.0,
+                upper: 45.0,
+            }),
+            detection: Some(Detector::new(2.0).check(actual, 40.0, 35.0, 45.0)),
+            alert: onset,
+            onset,
+            resolved,
+            short_history: false,
+            trained_at: None,
+            threshold: 2.0,
+        }
+    }
+
+    #[test]
+    fn onsets_resolutions_and_vanished_series_reach_the_webhook() {
+        let (url, rx) = receiver();
+        let n = Notifier::spawn(NotifySettings {
+            webhook_url: url,
+            expire_after: std::time::Duration::from_secs(60),
+            timeout: std::time::Duration::from_secs(5),
+            ..NotifySettings::default()
+        })
+        .unwrap();
+        let mut out = NotifyOutput::new(n);
+        let report = Report::default();
+        let end = |now, dropped| PollEnd {
+            now,
+            source: SourceKind::Prometheus,
+            counts: Counts::default(),
+            report: &report,
+            dropped,
+            prometheus_up: true,
+        };
+        out.record(&judged("a", 100, 95.0, true, false));
+        out.record(&judged("b", 100, 96.0, true, false));
+        out.end_poll(&end(100, &[]));
+        out.record(&judged("a", 130, 41.0, false, true));
+        out.end_poll(&end(130, &[]));
+        let gone: [Arc<str>; 1] = [Arc::from("b")];
+        out.end_poll(&end(160, &gone));
+        let got: Vec<(String, String, Option<String>)> = (0..4)
+            .map(|_| {
+                let v = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+                (
+                    v["series"].as_str().unwrap().to_string(),
+                    v["event"].as_str().unwrap().to_string(),
+                    v["resolved_at"].as_str().map(String::from),
+                )
+            })
+            .collect();
+        out.close();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), "firing".into(), None),
+                ("b".into(), "firing".into(), None),
+                (
+                    "a".into(),
+                    "resolved".into(),
+                    Some("1970-01-01T00:02:10Z".into())
+                ),
+                (
+                    "b".into(),
+                    "resolved".into(),
+                    Some("1970-01-01T00:02:40Z".into())
+                ),
+            ]
+        );
     }
 }

@@ -288,3 +288,23 @@ pub fn prometheus(targets: &[String]) -> Server {
         )
     })
 }
+
+/// Alertmanager 0.25 (Debian `prometheus-alertmanager`), clustering off,
+/// with the routing file `config` returns.
+#[allow(dead_code)]
+pub fn alertmanager(config: String) -> Server {
+    Server::new(
+        "prometheus-alertmanager",
+        "/-/ready",
+        move |dir: &std::path::Path, port| {
+            let conf = dir.join("alertmanager.yml");
+            std::fs::write(&conf, &config).unwrap();
+            let mut c = Command::new("prometheus-alertmanager");
+            c.arg(format!("--config.file={}", conf.display()))
+                .arg(format!("--storage.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=");
+            c
+        },
+    )
+}
