@@ -1,6 +1,6 @@
 //! The compose stack, validated by real tools where they exist here
 //! (`docker-compose config -q`, `promtool check config`) and by parsing:
-//! every Grafana file parses, and every Flux query in the dashboard and the
+//! every Grafana file parses, and every InfluxQL query in the dashboard and the
 //! alert rules names only measurements, fields and tags that the writer's
 //! schema (`sink::schema`, the one source of truth) defines.
 
@@ -200,9 +200,9 @@ fn alertmanager_routes_the_app_and_the_rules_by_host() {
     );
 }
 
-/// Every Flux query of the dashboard (targets and variables) and the alert
-/// rules, with where it came from.
-fn flux_queries() -> Vec<(String, String)> {
+/// Every InfluxQL query of the dashboard (targets and variables) and the
+/// alert rules, with where it came from.
+fn influxql_queries() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let dash: serde_json::Value =
         serde_json::from_str(&read("grafana/dashboards/cpu-anomaly.json")).unwrap();
@@ -233,93 +233,60 @@ fn flux_queries() -> Vec<(String, String)> {
     out
 }
 
-/// Quoted strings right after each occurrence of `prefix`.
-fn quoted_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.match_indices(prefix)
-        .filter_map(|(i, _)| {
-            let rest = &text[i + prefix.len()..];
-            let rest = rest.strip_prefix('"')?;
-            rest.split('"').next()
-        })
-        .collect()
+/// Identifiers in double quotes, and the identifiers right after `AS`.
+fn identifiers(q: &str) -> (Vec<String>, Vec<String>) {
+    let quoted: Vec<String> = q.split('"').skip(1).step_by(2).map(String::from).collect();
+    let aliases = q
+        .match_indices(" AS \"")
+        .map(|(i, m)| q[i + m.len()..].split('"').next().unwrap().to_string())
+        .collect();
+    (quoted, aliases)
 }
 
-/// Column names a query reads: `r.name`, `r["name"]`, `columns: [...]`,
-/// `tag: "name"`, `columnKey: [...]`.
-fn columns(q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, _) in q.match_indices("r.") {
-        let before = q[..i].chars().last();
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-            continue;
-        }
-        let name: String = q[i + 2..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            out.push(name);
-        }
-    }
-    out.extend(quoted_after(q, "r[").into_iter().map(String::from));
-    out.extend(quoted_after(q, "tag: ").into_iter().map(String::from));
-    for key in ["columns: [", "columnKey: [", "rowKey: ["] {
-        for (i, _) in q.match_indices(key) {
-            let inside = q[i + key.len()..].split(']').next().unwrap();
-            out.extend(
-                inside
-                    .split(',')
-                    .map(|s| s.trim().trim_matches('"').to_string()),
-            );
-        }
-    }
-    out
+/// `'value'` compared with the identifier `name` (`"name" = 'value'`).
+fn compared(q: &str, name: &str) -> Vec<String> {
+    let key = format!("\"{name}\" = '");
+    q.match_indices(&key)
+        .map(|(i, m)| q[i + m.len()..].split('\'').next().unwrap().to_string())
+        .collect()
 }
 
 /// Checks one query against the schema; returns what is wrong.
 fn check_query(q: &str) -> Vec<String> {
-    const BUILTIN: &[&str] = &[
-        "_time",
-        "_value",
-        "_field",
-        "_measurement",
-        "_start",
-        "_stop",
-    ];
     let mut problems = Vec::new();
-    let measurements: Vec<&str> = quoted_after(q, "_measurement == ");
+    let measurements: Vec<String> = q
+        .match_indices("FROM \"")
+        .map(|(i, m)| q[i + m.len()..].split('"').next().unwrap().to_string())
+        .collect();
     if measurements.is_empty() {
-        problems.push("no _measurement filter".to_string());
+        problems.push("no FROM \"measurement\"".to_string());
     }
-    let mut tags = BTreeSet::new();
-    let mut fields = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for m in &measurements {
         match schema::SCHEMA.iter().find(|(name, _, _)| name == m) {
             Some((_, t, f)) => {
-                tags.extend(t.iter().copied());
-                fields.extend(f.iter().copied());
+                names.extend(t.iter().copied());
+                names.extend(f.iter().copied());
             }
             None => problems.push(format!("measurement {m:?} is not written")),
         }
     }
-    for f in quoted_after(q, "_field == ") {
-        if !fields.contains(f) {
-            problems.push(format!("field {f:?} is not written to {measurements:?}"));
-        }
-    }
-    for c in columns(q) {
-        if !(BUILTIN.contains(&c.as_str())
-            || tags.contains(c.as_str())
-            || fields.contains(c.as_str()))
-        {
+    let (quoted, aliases) = identifiers(q);
+    for id in quoted {
+        if !(measurements.contains(&id) || names.contains(id.as_str()) || aliases.contains(&id)) {
             problems.push(format!(
-                "column {c:?} is neither a tag nor a field of {measurements:?}"
+                "{id:?} is neither a tag nor a field of {measurements:?}"
             ));
         }
     }
-    for v in quoted_after(q, "r.metric_type == ") {
-        if ![schema::METRIC_ACTUAL, schema::METRIC_FORECASTED].contains(&v) {
+    for v in compared(q, schema::TAG_METRIC_TYPE) {
+        if ![schema::METRIC_ACTUAL, schema::METRIC_FORECASTED].contains(&v.as_str()) {
             problems.push(format!("metric_type {v:?} is never written"));
+        }
+    }
+    for v in compared(q, schema::TAG_EVENT) {
+        if ![schema::EVENT_FIRING, schema::EVENT_RESOLVED].contains(&v.as_str()) {
+            problems.push(format!("event {v:?} is never written"));
         }
     }
     problems
@@ -327,8 +294,8 @@ fn check_query(q: &str) -> Vec<String> {
 
 #[test]
 fn every_query_names_only_what_the_writer_writes() {
-    let queries = flux_queries();
-    assert!(queries.len() >= 10, "{}", queries.len());
+    let queries = influxql_queries();
+    assert!(queries.len() >= 15, "{}", queries.len());
     let mut problems = Vec::new();
     for (at, q) in &queries {
         for p in check_query(q) {
@@ -341,11 +308,12 @@ fn every_query_names_only_what_the_writer_writes() {
 #[test]
 fn the_query_check_catches_a_renamed_field_or_tag() {
     // What the check would say if the writer renamed anomaly_score or host.
-    let q = r#"from(bucket: "b") |> filter(fn: (r) => r._measurement == "anomaly_detection" and r._field == "score" and r.hostname == "x")"#;
+    let q =
+        r#"SELECT last("score") FROM "anomaly_detection" WHERE "hostname" =~ /x/ GROUP BY "host""#;
     let p = check_query(q);
     assert!(p.iter().any(|s| s.contains("\"score\"")), "{p:?}");
     assert!(p.iter().any(|s| s.contains("\"hostname\"")), "{p:?}");
-    let q = r#"from(bucket: "b") |> filter(fn: (r) => r._measurement == "cpu" and r.metric_type == "predicted")"#;
+    let q = r#"SELECT mean("cpu_usage") FROM "cpu" WHERE "metric_type" = 'predicted'"#;
     let p = check_query(q);
     assert!(p.iter().any(|s| s.contains("measurement \"cpu\"")), "{p:?}");
     assert!(p.iter().any(|s| s.contains("\"predicted\"")), "{p:?}");
@@ -369,6 +337,8 @@ fn dashboard_has_the_panels_and_the_host_variable() {
         "Confidence",
         "Anomaly rate (24 h)",
         "Severity breakdown",
+        "Alert onsets",
+        "Short-history hosts",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
@@ -384,15 +354,24 @@ fn dashboard_has_the_panels_and_the_host_variable() {
                 "{}",
                 p["title"]
             );
+            assert_eq!(t["rawQuery"], true, "{}", p["title"]);
         }
     }
     let uid = "cpu-anomaly-influxdb";
     let ds = yaml("grafana/provisioning/datasources/influxdb.yml");
     assert_eq!(ds["datasources"][0]["uid"], uid);
-    assert_eq!(ds["datasources"][0]["jsonData"]["version"], "Flux");
+    assert_eq!(ds["datasources"][0]["jsonData"]["version"], "InfluxQL");
     assert_eq!(
-        ds["datasources"][0]["secureJsonData"]["token"],
-        "${INFLUXDB_TOKEN}"
+        ds["datasources"][0]["jsonData"]["dbName"],
+        "${INFLUXDB_BUCKET}"
+    );
+    assert_eq!(
+        ds["datasources"][0]["jsonData"]["httpHeaderName1"],
+        "Authorization"
+    );
+    assert_eq!(
+        ds["datasources"][0]["secureJsonData"]["httpHeaderValue1"],
+        "Token ${INFLUXDB_TOKEN}"
     );
     assert!(read("grafana/dashboards/cpu-anomaly.json").contains(uid));
     let prov = yaml("grafana/provisioning/dashboards/cpu-anomaly.yml");

@@ -65,6 +65,13 @@ pub const FIELD_ALERT: &str = "alert";
 /// Field: judged by a short-history model (a level and a noise band: less
 /// than two days of the host's own data).
 pub const FIELD_SHORT_HISTORY: &str = "short_history";
+/// Field: `is_anomaly` as 1.0 / 0.0, for InfluxQL (`mean()` and `sum()` of
+/// a boolean field fail there).
+pub const FIELD_ANOMALY_FLAG: &str = "anomaly_flag";
+/// Field: `alert` as 1.0 / 0.0.
+pub const FIELD_ALERT_FLAG: &str = "alert_flag";
+/// Field: `short_history` as 1.0 / 0.0.
+pub const FIELD_SHORT_HISTORY_FLAG: &str = "short_history_flag";
 
 /// Every measurement with its tags and fields (for validating queries).
 pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
@@ -100,6 +107,9 @@ pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
             FIELD_YHAT_UPPER,
             FIELD_ALERT,
             FIELD_SHORT_HISTORY,
+            FIELD_ANOMALY_FLAG,
+            FIELD_ALERT_FLAG,
+            FIELD_SHORT_HISTORY_FLAG,
         ],
     ),
 ];
@@ -292,6 +302,14 @@ pub struct Sample<'a> {
     pub resolved: bool,
 }
 
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// The points of one sample: actual, forecasted, and the detection.
 pub fn points(s: &Sample<'_>) -> Vec<Point> {
     let tags = |extra: Vec<(&'static str, String)>| {
@@ -337,6 +355,12 @@ pub fn points(s: &Sample<'_>) -> Vec<Point> {
             (FIELD_YHAT_UPPER, FieldValue::Float(s.upper)),
             (FIELD_ALERT, FieldValue::Bool(s.alert)),
             (FIELD_SHORT_HISTORY, FieldValue::Bool(s.short_history)),
+            (FIELD_ANOMALY_FLAG, FieldValue::Float(flag(d.is_anomaly))),
+            (FIELD_ALERT_FLAG, FieldValue::Float(flag(s.alert))),
+            (
+                FIELD_SHORT_HISTORY_FLAG,
+                FieldValue::Float(flag(s.short_history)),
+            ),
         ],
         timestamp: s.timestamp,
     });
