@@ -60,8 +60,12 @@ impl UnitArg {
 /// Monitor mode polls Prometheus (falling back to a simulated source, tagged
 /// as such, while it is unreachable), judges every sample against its
 /// series' forecast band and writes the points to InfluxDB (v1 or v2 API) or,
-/// with InfluxDB disabled, to line-protocol files under log_dir. Ctrl-C or
-/// SIGTERM flushes (or spools) what is pending and exits 0.
+/// with InfluxDB disabled, to line-protocol files under log_dir; alert
+/// onsets and resolutions go to Alertmanager (ALERTMANAGER_URL) and/or a
+/// webhook (WEBHOOK_URL) when set. Every poll is in a write-ahead log under
+/// log_dir before it ends. Ctrl-C or SIGTERM writes once or spools what is
+/// pending and exits 0 within seconds; a second one exits at once (nothing
+/// judged is lost: the next start writes it).
 ///
 /// Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration
 /// (including PromQL that Prometheus refuses), 3 bad input data.

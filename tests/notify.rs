@@ -248,3 +248,64 @@ fn the_webhook_gets_each_onset_and_resolution_retried() {
         2
     );
 }
+
+/// The monitor itself, as users run it: simulated hosts with a narrow band
+/// fire alerts, and Alertmanager holds them with the monitor's labels.
+#[test]
+fn the_monitor_posts_its_alerts_to_alertmanager() {
+    if !servers::require("prometheus-alertmanager", "the_monitor_posts_its_alerts") {
+        return;
+    }
+    let am = servers::alertmanager(
+        "route:\n  receiver: none\n  group_by: [host]\nreceivers:\n  - name: none\n".into(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv");
+    let out = common::bin()
+        .args(["--mode", "monitor", "--max-ticks", "15"])
+        .env(
+            "PROMETHEUS_URL",
+            format!("http://127.0.0.1:{}", servers::free_port()),
+        )
+        .env("PROMETHEUS_RETRIES", "0")
+        .env("MONITORING_INTERVAL", "1")
+        .env("SIMULATION_SERIES", "3")
+        .env("MIN_HISTORY", "3")
+        .env("TRAINING_STEP", "1")
+        .env("MODEL", "mstl")
+        .env("THRESHOLD_MULTIPLIER", "1")
+        .env("MIN_EFFECT", "0")
+        .env("ALERT_LIKELIHOOD", "0")
+        .env("API_LISTEN", "")
+        .env("ALERTMANAGER_URL", am.url())
+        .env("DASHBOARD_URL", "http://grafana.example/d/cpu-anomaly")
+        .env("LOG_DIR", dir.path().join("logs"))
+        .env("MODEL_PATH", dir.path().join("model.json"))
+        .env("DATASET", &data)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("alerts go to Alertmanager"), "{stderr}");
+    let onsets = std::fs::read_to_string(dir.path().join("logs/alerts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"firing\""))
+        .count();
+    assert!(onsets > 0, "no alert fired in 15 polls\n{stderr}");
+    let (status, body) = servers::get(&format!("{}/api/v2/alerts", am.url()));
+    assert_eq!(status, 200, "{body}");
+    let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert!(!alerts.is_empty(), "{body}\n{stderr}");
+    for a in alerts {
+        assert_eq!(a["labels"]["alertname"], "CpuAnomaly", "{a}");
+        assert!(a["labels"]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("simulated-"));
+        assert!(a["annotations"]["score"].is_string(), "{a}");
+        assert_eq!(a["generatorURL"], "http://grafana.example/d/cpu-anomaly");
+    }
+}
