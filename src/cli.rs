@@ -16,6 +16,10 @@ pub enum Mode {
     Monitor,
     /// Measure detection quality: simulated spikes/dips/drifts, or labelled data with --labels.
     Evaluate,
+    /// Judge a history without labels (a CSV or a directory of them): writes
+    /// OUTPUT_DIR/<name>.scored.csv and <name>.summary.json. With --model-path the saved model
+    /// judges every row; without, a walk-forward fit like evaluate's.
+    Score,
 }
 
 /// Format of the application log.
@@ -125,10 +129,10 @@ pub struct Cli {
     /// the simulated protocol runs.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
-    /// Evaluate: share of each labelled series learned before walking forward.
+    /// Evaluate and score: share of each series learned before walking forward.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.15)]
     pub train_fraction: f64,
-    /// Evaluate: refit on all past data this often while walking forward (e.g. 1d, 12h, 30m, 3600;
+    /// Evaluate and score: refit on all past data this often while walking forward (e.g. 1d, 12h, 30m, 3600;
     /// `never`: fit once) [default: retrain_interval, the monitor's refit period].
     #[arg(long, value_name = "DURATION", value_parser = parse_retrain)]
     pub retrain_every: Option<i64>,

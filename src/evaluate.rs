@@ -452,7 +452,7 @@ fn base_scores(forecast: &Forecast, values: &[f64]) -> Vec<f64> {
 /// A scored series from its forecast: the decision path's verdicts and the
 /// base scores.
 #[allow(clippy::too_many_arguments)]
-fn scored_series(
+pub fn scored_series(
     name: &str,
     series: &Series,
     values: Vec<f64>,

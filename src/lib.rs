@@ -19,6 +19,7 @@ pub mod logfile;
 pub mod monitor;
 pub mod notify;
 pub mod plots;
+pub mod score;
 pub mod secret;
 pub mod simulate;
 pub mod sink;

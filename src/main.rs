@@ -9,6 +9,7 @@ use cpu_anomaly::{
     dataset::{DatasetError, ReadOptions},
     evaluate::{self, EvalOptions, EvaluateError},
     monitor::{self, MonitorError, MonitorOptions},
+    score::{self, ScoreError, ScoreOptions},
     train::{self, TrainError, TrainOptions},
 };
 
@@ -60,6 +61,24 @@ fn main() -> ExitCode {
                 inject: cli.inject,
             };
             evaluate::run(&settings, &opts)
+                .map(|_| ())
+                .map_err(anyhow::Error::new)
+        }
+        Mode::Score => {
+            let opts = ScoreOptions {
+                dataset: settings.dataset.clone(),
+                // Only an explicit --model-path judges with a saved model.
+                model: cli.model_path.as_ref().map(|_| settings.model_path.clone()),
+                output_dir: settings.output_dir.clone(),
+                train_fraction: cli.train_fraction,
+                retrain_every: match cli.retrain_every {
+                    None => Some(settings.retrain_interval.as_secs().max(1) as i64),
+                    Some(0) => None,
+                    Some(d) => Some(d),
+                },
+                read,
+            };
+            score::run(&settings, &opts)
                 .map(|_| ())
                 .map_err(anyhow::Error::new)
         }
@@ -133,11 +152,22 @@ fn fail(e: &anyhow::Error) -> ExitCode {
         || matches!(
             e.downcast_ref::<EvaluateError>(),
             Some(EvaluateError::Dataset(_) | EvaluateError::Labels(_) | EvaluateError::Invalid(_))
+        )
+        || matches!(
+            e.downcast_ref::<ScoreError>(),
+            Some(
+                ScoreError::Dataset(_)
+                    | ScoreError::Evaluate(EvaluateError::Dataset(_) | EvaluateError::Invalid(_))
+            )
         );
     let code = if e.downcast_ref::<ConfigError>().is_some()
         || matches!(
             e.downcast_ref::<MonitorError>(),
             Some(MonitorError::BadQuery(_) | MonitorError::Model { .. } | MonitorError::Influx(_))
+        )
+        || matches!(
+            e.downcast_ref::<ScoreError>(),
+            Some(ScoreError::Model { .. } | ScoreError::Unit { .. })
         ) {
         EXIT_CONFIG
     } else if data_error {
