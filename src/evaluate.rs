@@ -401,13 +401,10 @@ pub fn walk_forward(
 ) -> Result<WalkForward, ForecastError> {
     let ts = &series.timestamps;
     let n = ts.len();
-    let mut out = Forecast::default();
-    let mut learn = None;
-    let mut dropped = 0;
-    let mut refits = Vec::new();
+    // The segments [start, end) each fitted model forecasts.
+    let mut segments = Vec::new();
     let mut i = first;
     while i < n {
-        refits.push(i - first);
         let end = match retrain_every {
             Some(d) if d > 0 => {
                 let limit = ts[i] + d;
@@ -415,24 +412,83 @@ pub fn walk_forward(
             }
             _ => n,
         };
-        let fitted = trainer.fit(&ts[..i], &series.values[..i], series.unit)?;
-        dropped += fitted.dropped;
-        let model = fitted.model;
-        if learn.is_none() {
-            learn = Some(model.predict(&ts[..i])?);
+        segments.push((i, end));
+        i = end;
+    }
+    // Each segment's fit sees only the points before it, so the fits are
+    // independent: they run on every core (a model stays on the thread
+    // that fitted it), and the result does not depend on the order.
+    type Part = Result<(Forecast, Option<Forecast>, usize), ForecastError>;
+    let fit_one = |trainer: &Trainer, k: usize| -> Part {
+        let (start, end) = segments[k];
+        let fitted = trainer.fit(&ts[..start], &series.values[..start], series.unit)?;
+        let learn = (k == 0)
+            .then(|| fitted.model.predict(&ts[..start]))
+            .transpose()?;
+        Ok((
+            fitted.model.predict(&ts[start..end])?,
+            learn,
+            fitted.dropped,
+        ))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(segments.len())
+        .max(1);
+    let mut parts: Vec<Option<Part>> = (0..segments.len()).map(|_| None).collect();
+    if workers == 1 {
+        for (k, p) in parts.iter_mut().enumerate() {
+            *p = Some(fit_one(trainer, k));
         }
-        let f = model.predict(&ts[i..end])?;
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let recipe = trainer.recipe();
+        let done: Vec<Vec<(usize, Part)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let (family, settings, robust, seed) = recipe.clone();
+                        let trainer = Trainer::new(family, settings, robust, seed);
+                        let mut mine = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if k >= segments.len() {
+                                return mine;
+                            }
+                            mine.push((k, fit_one(&trainer, k)));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (k, p) in done.into_iter().flatten() {
+            parts[k] = Some(p);
+        }
+    }
+    let mut out = Forecast::default();
+    let mut learn = None;
+    let mut dropped = 0;
+    for p in parts {
+        let (f, l, d) =
+            p.ok_or_else(|| ForecastError::Model("a fitting thread failed".into()))??;
+        if learn.is_none() {
+            learn = l;
+        }
+        dropped += d;
         out.timestamps.extend(f.timestamps);
         out.yhat.extend(f.yhat);
         out.lower.extend(f.lower);
         out.upper.extend(f.upper);
-        i = end;
     }
     Ok(WalkForward {
         learn: learn.unwrap_or_default(),
         scored: out,
         dropped,
-        refits,
+        refits: segments.iter().map(|(s, _)| s - first).collect(),
     })
 }
 

@@ -284,6 +284,12 @@ impl Trainer {
         }
     }
 
+    /// What [`Trainer::new`] needs to make a trainer like this one on
+    /// another thread (each thread sets up its own optimizer).
+    pub fn recipe(&self) -> (ModelFamily, ProphetSettings, bool, u64) {
+        (self.family, self.settings.clone(), self.robust, self.seed)
+    }
+
     /// The family this trainer fits.
     pub fn family(&self) -> ModelFamily {
         self.family
