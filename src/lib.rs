@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataset;
 pub mod detect;
 pub mod eda;
+pub mod errors;
 pub mod evaluate;
 pub mod forecast;
 #[doc(hidden)]

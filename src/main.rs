@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cpu_anomaly::{
-    cli::{self, Cli, LogFormat, Mode},
+    cli::{Cli, LogFormat, Mode},
     config::{ConfigError, Settings},
     dataset::{DatasetError, ReadOptions},
+    errors,
     evaluate::{self, EvalOptions, EvaluateError},
     monitor::{self, MonitorError, MonitorOptions},
     score::{self, ScoreError, ScoreOptions},
@@ -143,7 +144,7 @@ fn init_logging(level: &str, format: LogFormat, log_file: Option<&std::path::Pat
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {}", cli::error_line(e.as_ref()));
+    eprintln!("error: {}", errors::error_line(e.as_ref()));
     let data_error = e.downcast_ref::<DatasetError>().is_some()
         || matches!(
             e.downcast_ref::<TrainError>(),

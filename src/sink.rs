@@ -463,6 +463,27 @@ pub fn spawn(
     })
 }
 
+/// Files `<number>.<ext>` in `dir`, sorted by number (the spool's and the
+/// write-ahead log's entries).
+fn numbered(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, SinkError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| SinkError::io(dir, e))? {
+        let p = e.map_err(|e| SinkError::io(dir, e))?.path();
+        if p.extension().and_then(|x| x.to_str()) != Some(ext) {
+            continue;
+        }
+        if let Some(n) = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse().ok())
+        {
+            out.push((n, p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Cuts a points file back to its last complete line (a run killed in the
 /// middle of an append; the cut points are still in the write-ahead log).
 fn repair_last_line(path: &Path) -> Result<(), SinkError> {

@@ -270,23 +270,14 @@ fn sleep_unless(d: Duration, stop: &AtomicBool) -> bool {
 /// A transport error in one line, without the URL (it is logged elsewhere)
 /// and with its cause (`connection refused`, `timed out`).
 fn transport_error(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
+    let head = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
         "cannot connect".to_string()
     } else {
         "request failed".to_string()
     };
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
+    crate::errors::with_causes(head, std::error::Error::source(e))
 }
 
 #[cfg(test)]

@@ -120,13 +120,13 @@ async fn check_async(target: &Target) -> Result<Readiness, CheckError> {
             return Ok(if source.is_decode() {
                 Readiness::NotInfluxDb2("/health is not InfluxDB 2's".into())
             } else {
-                Readiness::Unreachable(one_line(&source))
+                Readiness::Unreachable(crate::errors::error_line(&source))
             });
         }
         Err(RequestError::Http { status, .. }) if status.as_u16() == 503 => {
             return Ok(Readiness::Unreachable("HTTP 503 (starting?)".into()))
         }
-        Err(e) => return Ok(Readiness::NotInfluxDb2(one_line(&e))),
+        Err(e) => return Ok(Readiness::NotInfluxDb2(crate::errors::error_line(&e))),
     };
     let refused = |status: u16| CheckError::Unauthorized {
         url: url.clone(),
@@ -155,7 +155,7 @@ async fn check_async(target: &Target) -> Result<Readiness, CheckError> {
         Err(RequestError::Http { status, .. }) if matches!(status.as_u16(), 401 | 403) => {
             return Err(refused(status.as_u16()))
         }
-        Err(e) => return Ok(Readiness::NotInfluxDb2(one_line(&e))),
+        Err(e) => return Ok(Readiness::NotInfluxDb2(crate::errors::error_line(&e))),
     }
     let buckets = client
         .list_buckets(Some(ListBucketsRequest {
@@ -183,21 +183,6 @@ async fn check_async(target: &Target) -> Result<Readiness, CheckError> {
         Err(RequestError::Http { status, .. }) if matches!(status.as_u16(), 401 | 403) => {
             Err(refused(status.as_u16()))
         }
-        Err(e) => Ok(Readiness::NotInfluxDb2(one_line(&e))),
+        Err(e) => Ok(Readiness::NotInfluxDb2(crate::errors::error_line(&e))),
     }
-}
-
-/// An error and its causes on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cause = c.source();
-    }
-    out
 }

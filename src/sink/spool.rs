@@ -49,22 +49,7 @@ impl Spool {
 
     /// Spooled batches in order: (sequence number, path).
     fn entries(&self) -> Result<Vec<(u64, PathBuf)>, SinkError> {
-        let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).map_err(|e| SinkError::io(&self.dir, e))? {
-            let p = e.map_err(|e| SinkError::io(&self.dir, e))?.path();
-            if p.extension().and_then(|x| x.to_str()) != Some(EXT) {
-                continue;
-            }
-            if let Some(n) = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse().ok())
-            {
-                out.push((n, p));
-            }
-        }
-        out.sort();
-        Ok(out)
+        super::numbered(&self.dir, EXT)
     }
 
     /// Number of spooled batches.

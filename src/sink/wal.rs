@@ -45,22 +45,10 @@ impl WalDir {
 
     /// Entries present, oldest first.
     pub fn entries(&self) -> Result<Vec<u64>, SinkError> {
-        let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).map_err(|e| SinkError::io(&self.dir, e))? {
-            let p = e.map_err(|e| SinkError::io(&self.dir, e))?.path();
-            if p.extension().and_then(|x| x.to_str()) != Some(EXT) {
-                continue;
-            }
-            if let Some(n) = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse().ok())
-            {
-                out.push(n);
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
+        Ok(super::numbered(&self.dir, EXT)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
     }
 
     /// The bytes of entry `seq`.
