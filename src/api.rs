@@ -499,9 +499,20 @@ struct Health {
     spool_depth: u64,
     ticks: u64,
     series: usize,
+    shard: ShardHealth,
     warming_up: Vec<String>,
     short_history: Vec<String>,
     model_age_seconds: BTreeMap<String, Option<f64>>,
+}
+
+/// This replica's shard in `/health`.
+#[derive(Serialize)]
+struct ShardHealth {
+    index: u32,
+    count: u32,
+    replication_factor: u32,
+    series_owned: usize,
+    series_other_shards: usize,
 }
 
 async fn health(State(s): State<Arc<ApiState>>) -> Json<Health> {
@@ -516,6 +527,13 @@ async fn health(State(s): State<Arc<ApiState>>) -> Json<Health> {
         spool_depth: s.sink.spool_depth.load(Ordering::Relaxed),
         ticks: r.ticks,
         series: snap.series.len(),
+        shard: ShardHealth {
+            index: r.shard_index,
+            count: r.shard_count.max(1),
+            replication_factor: r.replication_factor.max(1),
+            series_owned: snap.series.len(),
+            series_other_shards: r.series_other_shards,
+        },
         warming_up: snap
             .series
             .iter()

@@ -16,6 +16,12 @@ use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 use crate::{
+    detect::capacity::CapacitySettings,
+    notify::NotifySettings,
+    secret::Secret,
+    shard::{IndexSpec, Shard},
+};
+use crate::{
     detect::{DecisionSettings, Side},
     forecast::{
         optimizer::OptimizerKind, settings::Seasonality, FutureTrend, ModelFamily, ProphetSettings,
@@ -23,7 +29,6 @@ use crate::{
     },
     source::{prometheus::PrometheusSettings, selector::Selector},
 };
-use crate::{notify::NotifySettings, secret::Secret};
 
 /// The file read when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config.yaml";
@@ -168,6 +173,11 @@ struct RawConfig {
     simulation_after_failures: i64,
     simulation_series: i64,
     series_grace_period: Secs,
+    shard_count: i64,
+    shard_index: serde_yaml::Value,
+    replication_factor: i64,
+    capacity_threshold: f64,
+    capacity_horizon: Secs,
     api_listen: String,
     api_token: Secret,
     api_token_file: PathBuf,
@@ -221,6 +231,11 @@ impl Default for RawConfig {
             simulation_after_failures: 3,
             simulation_series: 1,
             series_grace_period: Secs(300.0),
+            shard_count: 1,
+            shard_index: Value::Number(0.into()),
+            replication_factor: 1,
+            capacity_threshold: 90.0,
+            capacity_horizon: Secs(1800.0),
             api_listen: "127.0.0.1:8080".into(),
             api_token: Secret::default(),
             api_token_file: PathBuf::new(),
@@ -306,6 +321,11 @@ pub struct MonitorSettings {
     pub series_grace_period: Duration,
     /// Prometheus series that use the model at `model_path` (none when empty).
     pub model_selector: Selector,
+    /// This replica's share of the series (`shard_count`, `shard_index`,
+    /// `replication_factor`).
+    pub shard: Shard,
+    /// Predictive capacity warnings.
+    pub capacity: CapacitySettings,
     /// Threads fitting models (0 in the file: one per core).
     pub model_workers: usize,
 }
@@ -406,6 +426,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MODEL_WORKERS", "model_workers"),
     ("RETRAIN_INTERVAL", "retrain_interval"),
     ("SIMULATION_SERIES", "simulation_series"),
+    ("SHARD_COUNT", "shard_count"),
+    ("SHARD_INDEX", "shard_index"),
+    ("REPLICATION_FACTOR", "replication_factor"),
+    ("CAPACITY_THRESHOLD", "capacity_threshold"),
+    ("CAPACITY_HORIZON", "capacity_horizon"),
     ("API_LISTEN", "api_listen"),
     ("API_TOKEN", "api_token"),
     ("API_TOKEN_FILE", "api_token_file"),
@@ -466,6 +491,7 @@ fn kind_of(key: &str) -> Kind {
         | "dataset"
         | "model_path"
         | "model_selector"
+        | "shard_index"
         | "output_dir"
         | "alert_direction" => Kind::Str,
         _ => Kind::Num,
@@ -869,6 +895,19 @@ impl Settings {
             }
         }
         let monitoring_interval = positive_secs("monitoring_interval", raw.monitoring_interval)?;
+        let shard = shard_of(&raw, &origin_of)?;
+        if !(raw.capacity_threshold.is_finite() && (0.0..=1000.0).contains(&raw.capacity_threshold))
+        {
+            return Err(range(
+                "capacity_threshold",
+                raw.capacity_threshold.to_string(),
+                "a CPU level in percent, e.g. 90 (0: no capacity warnings)",
+            ));
+        }
+        let capacity = CapacitySettings {
+            threshold: raw.capacity_threshold,
+            horizon: positive_secs("capacity_horizon", raw.capacity_horizon)?,
+        };
         let notify = NotifySettings {
             alertmanager_url: raw.alertmanager_url.trim().to_string(),
             webhook_url: raw.webhook_url.trim().to_string(),
@@ -916,6 +955,8 @@ impl Settings {
                 series_grace_period: positive_secs("series_grace_period", raw.series_grace_period)?,
                 model_selector,
                 model_workers,
+                shard,
+                capacity,
             },
             threshold_multiplier: raw.threshold_multiplier,
             sustained_samples: raw.sustained_samples as u32,
@@ -948,6 +989,41 @@ impl Settings {
             seed: raw.seed,
         })
     }
+}
+
+/// The shard settings, checked together (`auto` resolved from the host
+/// name); an error names the key at fault and where it was set.
+fn shard_of(raw: &RawConfig, origin_of: &dyn Fn(&str) -> String) -> Result<Shard, ConfigError> {
+    let err = |key: &str, message: String| ConfigError::Key {
+        origin: origin_of(key),
+        key: key.to_string(),
+        message,
+    };
+    let index_text = match &raw.shard_index {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => {
+            return Err(err(
+                "shard_index",
+                format!("expected a number or `auto`, got {other:?}"),
+            ))
+        }
+    };
+    let index = IndexSpec::parse(&index_text)
+        .and_then(|spec| spec.resolve(&crate::shard::hostname()))
+        .map_err(|e| err("shard_index", e.to_string()))?;
+    let count = u32::try_from(raw.shard_count).unwrap_or(0);
+    let replication = u32::try_from(raw.replication_factor).unwrap_or(0);
+    Shard::new(count, index, replication).map_err(|message| {
+        let key = if message.starts_with("shard_count") {
+            "shard_count"
+        } else if message.starts_with("shard_index") {
+            "shard_index"
+        } else {
+            "replication_factor"
+        };
+        err(key, message)
+    })
 }
 
 #[cfg(test)]
@@ -986,6 +1062,51 @@ mod tests {
         assert!(e.contains("c.yaml: key `webhook_url`"), "{e}");
         let off = load("", &[], CliOverrides::default()).unwrap();
         assert!(!off.notify.enabled());
+    }
+
+    #[test]
+    fn shard_and_capacity_keys_and_their_errors() {
+        let s = load("", &[], CliOverrides::default()).unwrap();
+        assert_eq!(s.monitor.shard, Shard::default());
+        assert_eq!(s.monitor.capacity, CapacitySettings::default());
+        let s = load(
+            "shard_count: 3\nshard_index: 2\nreplication_factor: 2\ncapacity_threshold: 80\ncapacity_horizon: 15m\n",
+            &[],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.monitor.shard, Shard::new(3, 2, 2).unwrap());
+        assert_eq!(s.monitor.capacity.threshold, 80.0);
+        assert_eq!(s.monitor.capacity.horizon, Duration::from_secs(900));
+        let s = load(
+            "shard_count: 4\n",
+            &[("SHARD_INDEX", "3"), ("REPLICATION_FACTOR", "2")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.monitor.shard, Shard::new(4, 3, 2).unwrap());
+        for (text, env, key) in [
+            ("shard_count: 3\nshard_index: 3\n", vec![], "shard_index"),
+            ("shard_count: 0\n", vec![], "shard_count"),
+            (
+                "shard_count: 2\nreplication_factor: 3\n",
+                vec![],
+                "replication_factor",
+            ),
+            ("shard_index: [1]\n", vec![], "shard_index"),
+            (
+                "shard_count: 2\n",
+                vec![("SHARD_INDEX", "two")],
+                "shard_index",
+            ),
+            ("capacity_threshold: -1\n", vec![], "capacity_threshold"),
+            ("capacity_horizon: 0\n", vec![], "capacity_horizon"),
+        ] {
+            let e = load(text, &env, CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! yhat, 1 at the scaled band's edge, above 1 outside. It means the same for
 //! any model that produces a band.
 
+pub mod capacity;
 pub mod decide;
 
 use serde::Serialize;

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod plots;
 pub mod score;
 pub mod secret;
+pub mod shard;
 pub mod simulate;
 pub mod sink;
 pub mod source;

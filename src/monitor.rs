@@ -402,6 +402,9 @@ impl<'a> Monitor<'a> {
             done,
             presets,
             report: Report {
+                shard_index: settings.monitor.shard.index(),
+                shard_count: settings.monitor.shard.count(),
+                replication_factor: settings.monitor.shard.replication(),
                 started_at: chrono::Utc::now().to_rfc3339(),
                 sink: sink.describe.clone(),
                 ..Report::default()
@@ -435,7 +438,15 @@ impl<'a> Monitor<'a> {
         } else {
             &self.client
         };
-        let polled = self.rt.block_on(asked.query(query));
+        // Replicas evaluate the query at the same instants (multiples of
+        // the interval), so the replicas of a series write identical points.
+        let at = self
+            .settings
+            .monitor
+            .shard
+            .is_sharded()
+            .then(|| aligned(now, self.settings.monitoring_interval));
+        let polled = self.rt.block_on(asked.query_at(query, at));
         let outcome = match &polled {
             Ok(rows) => Outcome::Answered(rows.len()),
             Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
@@ -515,7 +526,13 @@ impl<'a> Monitor<'a> {
         let decision = self.settings.decision;
         let interval_width = self.settings.prophet.interval_width;
         let threshold = self.settings.threshold_multiplier;
+        let shard = self.settings.monitor.shard;
+        let mut others = 0usize;
         for (id, labels, ts, value) in samples {
+            if !shard.owns(&id) {
+                others += 1;
+                continue;
+            }
             let (slot, new) = self.table.observe(&id, now_ms, || NewSeries {
                 host: Arc::from(match origin {
                     Origin::Prometheus => prometheus::host_of(&labels),
@@ -582,6 +599,9 @@ impl<'a> Monitor<'a> {
                 );
             }
         }
+        if others > 0 || shard.is_sharded() {
+            self.report.series_other_shards = others;
+        }
     }
 
     /// Applies the answers that arrived.
@@ -620,10 +640,25 @@ impl<'a> Monitor<'a> {
                         }
                     );
                 }
+                let id = e.id.clone();
                 self.notes.line();
                 self.report.trainings += 1;
                 self.report.training_seconds_total += seconds;
                 self.notes.ready += 1;
+                // Replicas of a series refit at the same wall-clock instants
+                // (so on the same history, into the same model).
+                let shard = self.settings.monitor.shard;
+                let refit_in = refit_in.or_else(|| {
+                    (shard.replication() > 1 && !model.compact.is_short_history()).then(|| {
+                        let now_ms = chrono::Utc::now().timestamp_millis();
+                        crate::shard::next_phase_ms(
+                            &id,
+                            now_ms,
+                            self.settings.retrain_interval,
+                            self.settings.prometheus.training_step,
+                        ) - now_ms
+                    })
+                });
                 self.table
                     .on_model(slot, generation, model, horizon, now, refit_in);
             }
@@ -910,6 +945,26 @@ pub fn judge_sample(
     (band, verdict)
 }
 
+/// The last multiple of `interval` at or before `now` (Unix seconds).
+fn aligned(now: i64, interval: Duration) -> i64 {
+    let i = (interval.as_secs() as i64).max(1);
+    now.div_euclid(i) * i
+}
+
+/// When a sharded replica polls next: [`SHARD_POLL_DELAY`] after the next
+/// multiple of `interval` on the wall clock, so every replica evaluates
+/// the query at the same instants.
+fn next_aligned_poll(interval: Duration) -> Instant {
+    let i = (interval.as_millis() as i64).max(1000);
+    let now = chrono::Utc::now().timestamp_millis();
+    let next = (now.div_euclid(i) + 1) * i;
+    Instant::now() + Duration::from_millis((next - now) as u64) + SHARD_POLL_DELAY
+}
+
+/// How long after an aligned instant a sharded replica asks for it (the
+/// last scrapes before it are stored by then).
+const SHARD_POLL_DELAY: Duration = Duration::from_secs(2);
+
 /// Runs the monitor until a signal (or `max_ticks`).
 pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, MonitorError> {
     let stop = stop_flag();
@@ -967,7 +1022,12 @@ pub fn run(settings: &Settings, opts: &MonitorOptions) -> Result<Report, Monitor
         if opts.max_ticks.is_some_and(|n| m.report.ticks >= n) {
             break;
         }
-        m.wait(tick + settings.monitoring_interval, &stop);
+        let next = if settings.monitor.shard.is_sharded() {
+            next_aligned_poll(settings.monitoring_interval)
+        } else {
+            tick + settings.monitoring_interval
+        };
+        m.wait(next, &stop);
         if stop.load(Ordering::SeqCst) {
             tracing::info!("signal received: flushing and stopping");
             break;

@@ -50,7 +50,15 @@ pub struct Report {
     /// Points from Prometheus dropped as implausible (timestamp outside
     /// 2000–2100, value beyond ±10⁶).
     pub samples_rejected: u64,
-    /// Series known now.
+    /// This replica (0 when not sharded).
+    pub shard_index: u32,
+    /// Replicas in the deployment (`shard_count`).
+    pub shard_count: u32,
+    /// Replicas judging each series.
+    pub replication_factor: u32,
+    /// Series in the last poll that other replicas own (skipped here).
+    pub series_other_shards: usize,
+    /// Series known now (owned by this replica).
     pub series_count: usize,
     /// Of which without a model (warming up).
     pub warming_up: usize,

@@ -141,10 +141,34 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
             "Wall time of the last poll.",
             r.last_tick_seconds,
         ),
+        (
+            "cpu_anomaly_series_owned",
+            "gauge",
+            "Series this replica judges (its shard of the query's series).",
+            snap.series.len() as f64,
+        ),
+        (
+            "cpu_anomaly_series_other_shards",
+            "gauge",
+            "Series of the last poll owned by other replicas (skipped here).",
+            r.series_other_shards as f64,
+        ),
     ];
     for (name, kind, help, v) in scalars {
         metric(name, kind, help, &[(String::new(), v)]);
     }
+    metric(
+        "cpu_anomaly_shard_info",
+        "gauge",
+        "This replica's shard (shard_count, shard_index, replication_factor).",
+        &[(
+            format!(
+                "{{shard_index=\"{}\",shard_count=\"{}\",replication_factor=\"{}\"}}",
+                r.shard_index, r.shard_count, r.replication_factor
+            ),
+            1.0,
+        )],
+    );
     let by_sev: Vec<(String, f64)> = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
         .iter()
         .map(|s| {

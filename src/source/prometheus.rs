@@ -248,8 +248,16 @@ impl Client {
 
     /// Instant query at the server's "now".
     pub async fn query(&self, promql: &str) -> Result<Vec<Instant>, PromError> {
+        self.query_at(promql, None).await
+    }
+
+    /// Instant query evaluated at `at` (Unix seconds; `None`: the server's
+    /// "now"). Replicas asking at the same `at` get the same samples with
+    /// the same timestamps.
+    pub async fn query_at(&self, promql: &str, at: Option<i64>) -> Result<Vec<Instant>, PromError> {
+        let form: Vec<(&str, String)> = at.map(|t| ("time", t.to_string())).into_iter().collect();
         let resp = self
-            .post("/api/v1/query", promql, &[], self.timeout)
+            .post("/api/v1/query", promql, &form, self.timeout)
             .await?;
         let bytes = resp
             .bytes()
