@@ -9,7 +9,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home /app cpu-anomaly
+    && useradd --system --uid 10001 --home /app cpu-anomaly
 WORKDIR /app
 COPY --from=build /src/target/release/cpu-anomaly /usr/local/bin/cpu-anomaly
 COPY config.yaml /app/config.yaml

@@ -895,7 +895,10 @@ impl Settings {
             }
         }
         let monitoring_interval = positive_secs("monitoring_interval", raw.monitoring_interval)?;
-        let shard = shard_of(&raw, &origin_of)?;
+        let host = env("HOSTNAME")
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(crate::shard::kernel_hostname);
+        let shard = shard_of(&raw, &host, &origin_of)?;
         if !(raw.capacity_threshold.is_finite() && (0.0..=1000.0).contains(&raw.capacity_threshold))
         {
             return Err(range(
@@ -993,7 +996,11 @@ impl Settings {
 
 /// The shard settings, checked together (`auto` resolved from the host
 /// name); an error names the key at fault and where it was set.
-fn shard_of(raw: &RawConfig, origin_of: &dyn Fn(&str) -> String) -> Result<Shard, ConfigError> {
+fn shard_of(
+    raw: &RawConfig,
+    hostname: &str,
+    origin_of: &dyn Fn(&str) -> String,
+) -> Result<Shard, ConfigError> {
     let err = |key: &str, message: String| ConfigError::Key {
         origin: origin_of(key),
         key: key.to_string(),
@@ -1010,7 +1017,7 @@ fn shard_of(raw: &RawConfig, origin_of: &dyn Fn(&str) -> String) -> Result<Shard
         }
     };
     let index = IndexSpec::parse(&index_text)
-        .and_then(|spec| spec.resolve(&crate::shard::hostname()))
+        .and_then(|spec| spec.resolve(hostname))
         .map_err(|e| err("shard_index", e.to_string()))?;
     let count = u32::try_from(raw.shard_count).unwrap_or(0);
     let replication = u32::try_from(raw.replication_factor).unwrap_or(0);
@@ -1085,6 +1092,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.monitor.shard, Shard::new(4, 3, 2).unwrap());
+        let auto = "shard_count: 3\nshard_index: auto\n";
+        let s = load(
+            auto,
+            &[("HOSTNAME", "cpu-anomaly-2")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.monitor.shard.index(), 2);
+        let e = load(auto, &[("HOSTNAME", "laptop")], CliOverrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("shard_index") && e.to_string().contains("laptop"),
+            "{e}"
+        );
         for (text, env, key) in [
             ("shard_count: 3\nshard_index: 3\n", vec![], "shard_index"),
             ("shard_count: 0\n", vec![], "shard_count"),

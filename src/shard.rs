@@ -94,12 +94,10 @@ pub fn ordinal(hostname: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// This machine's host name: `$HOSTNAME`, else the kernel's.
-pub fn hostname() -> String {
-    std::env::var("HOSTNAME")
+/// The kernel's host name (the config layer looks at `$HOSTNAME` first).
+pub fn kernel_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .filter(|h| !h.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
