@@ -153,6 +153,39 @@ pub struct SeriesState {
     pub short_history: bool,
     /// When its model was made (Unix seconds).
     pub trained_at: Option<i64>,
+    /// The capacity warning in force (`None`: none).
+    pub capacity: Option<CapacityState>,
+}
+
+/// A capacity warning in force.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CapacityState {
+    /// Seconds from the sample at `at` to the predicted crossing.
+    pub crossing_in_seconds: i64,
+    /// The threshold, percent.
+    pub threshold: f64,
+    /// The value predicted at the crossing.
+    pub predicted_value: f64,
+    /// The sample the prediction was made at (Unix seconds).
+    pub at: i64,
+}
+
+/// A capacity warning that started or cleared.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityEvent {
+    /// `capacity_warning` or `capacity_cleared`.
+    pub event: &'static str,
+    /// Series id.
+    pub series: String,
+    /// Host tag.
+    pub host: String,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// Actual value, percent.
+    pub actual: f64,
+    /// The prediction (at a start).
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub warning: Option<CapacityState>,
 }
 
 /// Live gauges of one series.
@@ -208,6 +241,8 @@ pub struct Snapshot {
     pub recent: VecDeque<AnomalyEvent>,
     /// Latest alert events, oldest first.
     pub alerts: VecDeque<AlertEvent>,
+    /// Latest capacity warning starts and ends, oldest first.
+    pub capacity_events: VecDeque<CapacityEvent>,
     /// Per-series points.
     pub series: BTreeMap<String, SeriesLive>,
 }
@@ -263,6 +298,9 @@ pub struct Published {
     pub resolved: bool,
     /// The series' model state.
     pub state: SeriesState,
+    /// `capacity_warning` or `capacity_cleared` when a capacity warning
+    /// started or cleared with it.
+    pub capacity_change: Option<&'static str>,
 }
 
 /// Shared state of the API.
@@ -322,6 +360,8 @@ pub struct Update<'a> {
     pub points: Vec<AnomalyEvent>,
     /// This poll's alert events.
     pub alerts: Vec<AlertEvent>,
+    /// This poll's capacity warning starts and ends.
+    pub capacity: Vec<CapacityEvent>,
     /// Series dropped this poll.
     pub dropped: &'a [String],
 }
@@ -351,7 +391,18 @@ impl ApiState {
         let update = {
             let mut snap = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
             let mut alerts = Vec::new();
+            let mut capacity = Vec::new();
             for p in &points {
+                if let Some(event) = p.capacity_change {
+                    capacity.push(CapacityEvent {
+                        event,
+                        series: p.series.clone(),
+                        host: p.host.clone(),
+                        timestamp: p.point.timestamp,
+                        actual: p.point.actual,
+                        warning: p.state.capacity,
+                    });
+                }
                 for (happened, event) in [(p.onset, "firing"), (p.resolved, "resolved")] {
                     if happened {
                         alerts.push(AlertEvent {
@@ -376,6 +427,12 @@ impl ApiState {
                 }
                 snap.alerts.push_back(a.clone());
             }
+            for c in &capacity {
+                if snap.capacity_events.len() == RECENT_ALERTS {
+                    snap.capacity_events.pop_front();
+                }
+                snap.capacity_events.push_back(c.clone());
+            }
             snap.prometheus_up = prometheus_up;
             snap.report = report.clone();
             Update {
@@ -395,6 +452,7 @@ impl ApiState {
                     })
                     .collect(),
                 alerts,
+                capacity,
                 dropped,
             }
         };
@@ -422,6 +480,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/anomalies/recent", get(recent))
         .route("/api/alerts", get(alert_events))
+        .route("/api/capacity", get(capacity))
         .route("/api/anomalies/summary", get(summary))
         .route("/api/status", get(status))
         .route("/api/series", get(series_list))
@@ -596,6 +655,44 @@ async fn alert_events(
     Json(snap.alerts.iter().rev().take(n).cloned().collect())
 }
 
+/// A series with a capacity warning in force.
+#[derive(Serialize)]
+struct ActiveWarning {
+    series: String,
+    host: String,
+    #[serde(flatten)]
+    warning: CapacityState,
+}
+
+#[derive(Serialize)]
+struct Capacity {
+    /// Series with a warning in force, soonest crossing first.
+    active: Vec<ActiveWarning>,
+    /// Latest starts and ends, newest first.
+    events: Vec<CapacityEvent>,
+}
+
+async fn capacity(State(s): State<Arc<ApiState>>, Query(q): Query<Limit>) -> Json<Capacity> {
+    let snap = read(&s);
+    let mut active: Vec<ActiveWarning> = snap
+        .series
+        .iter()
+        .filter_map(|(id, v)| {
+            v.state.capacity.map(|w| ActiveWarning {
+                series: id.clone(),
+                host: v.host.clone(),
+                warning: w,
+            })
+        })
+        .collect();
+    active.sort_by_key(|a| a.warning.at + a.warning.crossing_in_seconds);
+    let n = q.limit.unwrap_or(50).min(RECENT_ALERTS);
+    Json(Capacity {
+        active,
+        events: snap.capacity_events.iter().rev().take(n).cloned().collect(),
+    })
+}
+
 #[derive(Serialize)]
 struct Summary {
     samples: u64,
@@ -631,6 +728,7 @@ struct SeriesInfo {
     warming_up: bool,
     short_history: bool,
     latest: Option<SeriesPoint>,
+    capacity_warning: Option<CapacityState>,
 }
 
 async fn series_list(State(s): State<Arc<ApiState>>) -> Json<Vec<SeriesInfo>> {
@@ -645,6 +743,7 @@ async fn series_list(State(s): State<Arc<ApiState>>) -> Json<Vec<SeriesInfo>> {
                 warming_up: v.state.warming_up,
                 short_history: v.state.short_history,
                 latest: v.latest(),
+                capacity_warning: v.state.capacity,
             })
             .collect(),
     )

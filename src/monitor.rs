@@ -49,7 +49,10 @@ pub use crate::status::{Report, SeriesReport};
 use crate::{
     api,
     config::Settings,
-    detect::{Decider, Severity},
+    detect::{
+        capacity::{CapacityVerdict, Change},
+        Decider, Severity,
+    },
     forecast::ForecastError,
     notify::Notifier,
     sink::{self, influx, Batching, Destination, SinkHandle},
@@ -554,6 +557,17 @@ impl<'a> Monitor<'a> {
             };
             let detection = verdict.map(|v| v.detection);
             let alert = verdict.is_some_and(|v| v.alert);
+            let capacity = match (band, e.horizon.as_deref()) {
+                (Some(b), Some(h)) => e.capacity.update(
+                    &self.settings.monitor.capacity,
+                    self.settings.monitor.capacity.threshold,
+                    ts,
+                    value,
+                    b.yhat,
+                    |t| h.band_at(t).map(|b| b.yhat),
+                ),
+                _ => CapacityVerdict::default(),
+            };
             let model = e.model.as_ref();
             out.record(&Judged {
                 series: &e.id,
@@ -570,11 +584,27 @@ impl<'a> Monitor<'a> {
                     && model.is_some_and(|m| m.compact.is_short_history()),
                 trained_at: model.map(|m| m.trained_at),
                 threshold,
+                capacity,
             });
             let r = &mut self.report;
             r.samples += 1;
             r.alert_onsets += u64::from(verdict.is_some_and(|v| v.onset));
             r.alert_resolutions += u64::from(verdict.is_some_and(|v| v.resolved));
+            match capacity.change {
+                Change::Onset => {
+                    r.capacity_warnings += 1;
+                    if let (Some(c), true) = (capacity.warning, self.notes.line()) {
+                        tracing::warn!(
+                            "capacity warning for {}: {value:.1}% now, predicted to reach {:.0}% in {}",
+                            e.host,
+                            c.threshold,
+                            crate::detect::capacity::human_duration(c.in_seconds)
+                        );
+                    }
+                }
+                Change::Cleared => r.capacity_cleared += 1,
+                Change::None => {}
+            }
             let (Some(d), Some(b)) = (detection, band) else {
                 r.warming_samples += 1;
                 continue;

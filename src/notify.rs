@@ -74,6 +74,19 @@ pub struct Alert {
     pub started: i64,
     /// Resolution, Unix seconds (`None` while firing).
     pub resolved: Option<i64>,
+    /// A capacity warning (`None`: an anomaly alert).
+    pub capacity: Option<CapacityAlert>,
+}
+
+/// What a capacity warning predicts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CapacityAlert {
+    /// Seconds from the latest sample to the predicted crossing.
+    pub crossing_in_seconds: i64,
+    /// The threshold (percent).
+    pub threshold: f64,
+    /// The predicted value at the crossing.
+    pub predicted: f64,
 }
 
 /// The body of a webhook POST.
@@ -104,6 +117,14 @@ pub struct WebhookEvent {
     pub resolved_at: Option<String>,
     /// Dashboard link.
     pub dashboard: String,
+    /// `anomaly` or `capacity` (a predicted crossing of `threshold`).
+    pub kind: &'static str,
+    /// Capacity warnings: seconds to the predicted crossing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crossing_in_seconds: Option<i64>,
+    /// Capacity warnings: the threshold, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 /// Counters (for `/metrics`).
@@ -131,6 +152,8 @@ struct Postable {
 
 /// Alert name in Alertmanager.
 pub const ALERT_NAME: &str = "CpuAnomaly";
+/// Alert name of capacity warnings in Alertmanager.
+pub const CAPACITY_ALERT_NAME: &str = "CpuCapacityWarning";
 /// Resolutions kept for redelivery while Alertmanager is unreachable.
 const MAX_PENDING: usize = 10_000;
 /// Polls queued for the notifier thread at most.
@@ -147,6 +170,36 @@ fn postable(a: &Alert, s: &NotifySettings, now: i64) -> Postable {
     let ends = a
         .resolved
         .unwrap_or(now + s.expire_after.as_secs().max(1) as i64);
+    if let Some(c) = &a.capacity {
+        return Postable {
+            labels: BTreeMap::from([
+                ("alertname", CAPACITY_ALERT_NAME.to_string()),
+                ("host", a.host.clone()),
+                ("series", a.series.clone()),
+                ("severity", "warning".to_string()),
+            ]),
+            annotations: BTreeMap::from([
+                (
+                    "summary",
+                    format!(
+                        "CPU of {} at {:.1} %, predicted to reach {:.0} % in {}",
+                        a.host,
+                        a.value,
+                        c.threshold,
+                        crate::detect::capacity::human_duration(c.crossing_in_seconds)
+                    ),
+                ),
+                ("value", format!("{:.2}", a.value)),
+                ("threshold", format!("{:.2}", c.threshold)),
+                ("predicted_value", format!("{:.2}", c.predicted)),
+                ("crossing_in_seconds", c.crossing_in_seconds.to_string()),
+                ("dashboard", s.dashboard_url.clone()),
+            ]),
+            starts_at: rfc3339(a.started),
+            ends_at: rfc3339(ends),
+            generator_url: s.dashboard_url.clone(),
+        };
+    }
     let direction = if a.value >= a.yhat { "above" } else { "below" };
     Postable {
         labels: BTreeMap::from([
@@ -193,6 +246,13 @@ fn webhook_event(a: &Alert, s: &NotifySettings) -> WebhookEvent {
         started_at: rfc3339(a.started),
         resolved_at: a.resolved.map(rfc3339),
         dashboard: s.dashboard_url.clone(),
+        kind: if a.capacity.is_some() {
+            "capacity"
+        } else {
+            "anomaly"
+        },
+        crossing_in_seconds: a.capacity.map(|c| c.crossing_in_seconds),
+        threshold: a.capacity.map(|c| c.threshold),
     }
 }
 
@@ -411,6 +471,7 @@ mod tests {
             score: 3.1,
             started: 1_750_000_000,
             resolved,
+            capacity: None,
         }
     }
 

@@ -31,6 +31,10 @@ pub struct Report {
     pub alert_onsets: u64,
     /// Alerts that resolved.
     pub alert_resolutions: u64,
+    /// Capacity warnings that started.
+    pub capacity_warnings: u64,
+    /// Capacity warnings that cleared.
+    pub capacity_cleared: u64,
     /// Current source.
     pub source: String,
     /// Polls served by the simulation.

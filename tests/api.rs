@@ -63,6 +63,7 @@ fn state(token: Option<&str>) -> Arc<ApiState> {
         warming_up: false,
         short_history: false,
         trained_at: Some(chrono::Utc::now().timestamp() - 12),
+        capacity: None,
     };
     snap.report = report;
     snap.prometheus_up = true;
@@ -100,6 +101,77 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 #[test]
+fn capacity_warnings_are_listed_exported_and_cleared() {
+    let st = Arc::new(ApiState::new(Arc::new(SinkStats::default()), None));
+    let warning = api::CapacityState {
+        crossing_in_seconds: 1200,
+        threshold: 90.0,
+        predicted_value: 90.4,
+        at: 100,
+    };
+    let published = |change: Option<&'static str>, capacity: Option<api::CapacityState>| {
+        vec![api::Published {
+            series: "web-1:9100".into(),
+            host: "web-1".into(),
+            point: point(100, 71.0, 0.4),
+            alert: false,
+            onset: false,
+            resolved: false,
+            state: api::SeriesState {
+                capacity,
+                ..api::SeriesState::default()
+            },
+            capacity_change: change,
+        }]
+    };
+    st.publish(
+        published(Some("capacity_warning"), Some(warning)),
+        &[],
+        true,
+        &Report::default(),
+        0,
+    );
+    let rt = rt();
+    let (s, _, body) = rt.block_on(get(st.clone(), "/api/capacity", None));
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["active"][0]["series"], "web-1:9100");
+    assert_eq!(v["active"][0]["crossing_in_seconds"], 1200);
+    assert_eq!(v["active"][0]["threshold"], 90.0);
+    assert_eq!(v["events"][0]["event"], "capacity_warning");
+    let (_, _, metrics) = rt.block_on(get(st.clone(), "/metrics", None));
+    assert!(
+        metrics.contains(
+            r#"cpu_anomaly_capacity_crossing_seconds{series="web-1:9100",host="web-1"} 1200"#
+        ),
+        "{metrics}"
+    );
+    let (_, _, series) = rt.block_on(get(st.clone(), "/api/series", None));
+    assert!(
+        series.contains(r#""capacity_warning":{"crossing_in_seconds":1200"#),
+        "{series}"
+    );
+    // Cleared: the gauge is gone, the event listed.
+    st.publish(
+        published(Some("capacity_cleared"), None),
+        &[],
+        true,
+        &Report::default(),
+        0,
+    );
+    let (_, _, body) = rt.block_on(get(st.clone(), "/api/capacity", None));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["active"].as_array().unwrap().len(), 0, "{body}");
+    assert_eq!(v["events"][0]["event"], "capacity_cleared");
+    assert_eq!(v["events"][1]["event"], "capacity_warning");
+    let (_, _, metrics) = rt.block_on(get(st.clone(), "/metrics", None));
+    assert!(
+        !metrics.contains("cpu_anomaly_capacity_crossing_seconds{"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn alert_events_are_listed_and_exported() {
     let st = ApiState::new(Arc::new(SinkStats::default()), None);
     let published = |onset: bool, resolved: bool, alert: bool| api::Published {
@@ -110,6 +182,7 @@ fn alert_events_are_listed_and_exported() {
         onset,
         resolved,
         state: api::SeriesState::default(),
+        capacity_change: None,
     };
     st.publish(
         vec![published(true, false, true)],

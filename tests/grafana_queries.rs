@@ -88,6 +88,8 @@ fn columns(at: &str) -> &'static [&'static str] {
         "Alert onsets A" => &["actual", "yhat", "anomaly_score", "severity"],
         "alert cpu-anomaly-rate-high" => &["mean"],
         "alert cpu-anomaly-sustained" => &["sum"],
+        "Predicted time to capacity threshold A" => &["min"],
+        "alert cpu-anomaly-capacity" => &["last"],
         other => panic!("no expected shape for {other}: add one"),
     }
 }
@@ -100,7 +102,8 @@ fn every_dashboard_and_alert_query_returns_what_its_panel_expects() {
     let influx = servers::influxd("cpu");
     let dir = tempfile::tempdir().unwrap();
     // A narrow band, no minimum effect and no likelihood stage: the
-    // simulated hosts get flagged samples and alert onsets within seconds.
+    // simulated hosts get flagged samples and alert onsets within seconds;
+    // a 1 % capacity threshold puts every host under a capacity warning.
     let cfg = dir.path().join("config.yaml");
     std::fs::write(
         &cfg,
@@ -109,7 +112,7 @@ fn every_dashboard_and_alert_query_returns_what_its_panel_expects() {
              monitoring_interval: 1\nsimulation_after_failures: 1\nsimulation_series: 3\n\
              min_history: 3\ntraining_step: 1\nmodel: mstl\napi_listen: \"\"\n\
              threshold_multiplier: 1\nmin_effect: 0\nalert_likelihood: 0\nalert_cooldown: 0\n\
-             alert_clear_after: 0\nlog_dir: {logs}\nmodel_path: {d}/models/model.json\n\
+             alert_clear_after: 0\ncapacity_threshold: 1\nlog_dir: {logs}\nmodel_path: {d}/models/model.json\n\
              dataset: {data}\ninfluxdb:\n  enabled: true\n  api: v1\n  url: {url}\n  bucket: cpu\n  \
              batch_size: 100\n  flush_interval: 1\n",
             port = servers::free_port(),

@@ -74,6 +74,8 @@ fn sample_points_from(base: i64, i: i64) -> Vec<schema::Point> {
         short_history: false,
         onset: false,
         resolved: false,
+        capacity: None,
+        capacity_cleared: false,
     })
 }
 

@@ -64,6 +64,7 @@ fn alert(series: &str, host: &str, started: i64) -> Alert {
         score: 3.2,
         started,
         resolved: None,
+        capacity: None,
     }
 }
 

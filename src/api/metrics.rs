@@ -157,6 +157,30 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
     for (name, kind, help, v) in scalars {
         metric(name, kind, help, &[(String::new(), v)]);
     }
+    let crossings: Vec<(String, f64)> = snap
+        .series
+        .iter()
+        .filter_map(|(id, v)| {
+            v.state.capacity.map(|w| {
+                (
+                    format!("{{series=\"{}\",host=\"{}\"}}", label(id), label(&v.host)),
+                    w.crossing_in_seconds as f64,
+                )
+            })
+        })
+        .collect();
+    metric(
+        "cpu_anomaly_capacity_crossing_seconds",
+        "gauge",
+        "Seconds to the predicted crossing of capacity_threshold, for series with a capacity warning in force (absent otherwise).",
+        &crossings,
+    );
+    metric(
+        "cpu_anomaly_capacity_warnings_total",
+        "counter",
+        "Capacity warnings that started.",
+        &[(String::new(), r.capacity_warnings as f64)],
+    );
     metric(
         "cpu_anomaly_shard_info",
         "gauge",

@@ -223,6 +223,16 @@ impl CapacityWatch {
     }
 }
 
+/// `0s`, `45s`, `20m`, `1h05m`: a crossing time for people.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", (s + 30) / 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,11 @@ use serde::Serialize;
 use super::{failover::SourceKind, horizon::Band, table::Counts};
 use crate::{
     api::{self, ApiState},
-    detect::{Detection, Severity},
-    notify::{Alert, Notifier},
+    detect::{
+        capacity::{CapacityVerdict, Change},
+        Detection, Severity,
+    },
+    notify::{Alert, CapacityAlert, Notifier},
     sink::{schema, SinkHandle},
     status::Report,
 };
@@ -51,6 +54,9 @@ pub struct Judged<'a> {
     pub trained_at: Option<i64>,
     /// The threshold multiplier.
     pub threshold: f64,
+    /// The capacity warning in force after this sample, and whether it
+    /// started or cleared with it.
+    pub capacity: CapacityVerdict,
 }
 
 /// What a poll ended with.
@@ -124,6 +130,11 @@ impl Output for SinkOutput {
             short_history: j.short_history,
             onset: j.onset,
             resolved: j.resolved,
+            capacity: j
+                .capacity
+                .warning
+                .map(|w| (w.in_seconds, w.threshold, w.predicted)),
+            capacity_cleared: j.capacity.change == Change::Cleared,
         }));
     }
 
@@ -177,6 +188,24 @@ struct AlertLine<'a> {
     yhat: f64,
     score: f64,
     severity: &'a str,
+}
+
+/// A capacity warning's start or end in `alerts.jsonl`.
+#[derive(Serialize)]
+struct CapacityLine<'a> {
+    timestamp: String,
+    /// `capacity_warning` or `capacity_cleared`.
+    event: &'a str,
+    series: &'a str,
+    host: &'a str,
+    source: &'a str,
+    cpu_usage: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crossing_in_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predicted_value: Option<f64>,
 }
 
 /// `metrics.jsonl` (every sample), `anomalies.jsonl` (flagged ones) and
@@ -278,6 +307,28 @@ impl Output for LogFiles {
                 short_history: j.short_history,
             },
         );
+        let capacity_event = match j.capacity.change {
+            Change::Onset => Some("capacity_warning"),
+            Change::Cleared => Some("capacity_cleared"),
+            Change::None => None,
+        };
+        if let Some(event) = capacity_event {
+            let w = j.capacity.warning;
+            write_json_line(
+                &mut self.files[ALERTS],
+                &CapacityLine {
+                    timestamp: ts.clone(),
+                    event,
+                    series: j.series,
+                    host: j.host,
+                    source: j.source.as_str(),
+                    cpu_usage: j.actual,
+                    crossing_in_seconds: w.map(|w| w.in_seconds),
+                    threshold: w.map(|w| w.threshold),
+                    predicted_value: w.map(|w| w.predicted),
+                },
+            );
+        }
         if let (Some(d), Some(b)) = (&j.detection, j.band) {
             for (happened, event) in [(j.onset, "firing"), (j.resolved, "resolved")] {
                 if happened {
@@ -332,6 +383,8 @@ impl Output for LogFiles {
 pub struct NotifyOutput {
     notifier: Notifier,
     firing: BTreeMap<String, Alert>,
+    /// Capacity warnings in force.
+    warnings: BTreeMap<String, Alert>,
     events: Vec<Alert>,
 }
 
@@ -341,6 +394,7 @@ impl NotifyOutput {
         NotifyOutput {
             notifier,
             firing: BTreeMap::new(),
+            warnings: BTreeMap::new(),
             events: Vec::new(),
         }
     }
@@ -351,8 +405,54 @@ impl NotifyOutput {
     }
 }
 
+impl NotifyOutput {
+    /// Capacity warnings: started, refreshed, cleared.
+    fn capacity(&mut self, j: &Judged<'_>) {
+        let c = j.capacity;
+        let info = c.warning.map(|w| CapacityAlert {
+            crossing_in_seconds: w.in_seconds,
+            threshold: w.threshold,
+            predicted: w.predicted,
+        });
+        match (c.change, info) {
+            (Change::Onset, Some(info)) => {
+                let a = Alert {
+                    series: j.series.to_string(),
+                    host: j.host.to_string(),
+                    severity: "warning".into(),
+                    value: j.actual,
+                    yhat: j.band.map_or(f64::NAN, |b| b.yhat),
+                    lower: f64::NAN,
+                    upper: f64::NAN,
+                    score: f64::NAN,
+                    started: j.timestamp,
+                    resolved: None,
+                    capacity: Some(info),
+                };
+                self.warnings.insert(a.series.clone(), a.clone());
+                self.events.push(a);
+            }
+            (Change::Cleared, _) => {
+                if let Some(mut a) = self.warnings.remove(j.series) {
+                    a.value = j.actual;
+                    a.resolved = Some(j.timestamp);
+                    self.events.push(a);
+                }
+            }
+            (_, Some(info)) => {
+                if let Some(a) = self.warnings.get_mut(j.series) {
+                    a.value = j.actual;
+                    a.capacity = Some(info);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Output for NotifyOutput {
     fn record(&mut self, j: &Judged<'_>) {
+        self.capacity(j);
         let (Some(d), Some(b)) = (&j.detection, j.band) else {
             return;
         };
@@ -375,6 +475,7 @@ impl Output for NotifyOutput {
                 score: 0.0,
                 started: j.timestamp,
                 resolved: None,
+                capacity: None,
             };
             latest(&mut a);
             self.firing.insert(a.series.clone(), a.clone());
@@ -392,14 +493,20 @@ impl Output for NotifyOutput {
 
     fn end_poll(&mut self, end: &PollEnd<'_>) {
         for id in end.dropped {
-            if let Some(mut a) = self.firing.remove(&**id) {
-                a.resolved = Some(end.now);
-                self.events.push(a);
+            for map in [&mut self.firing, &mut self.warnings] {
+                if let Some(mut a) = map.remove(&**id) {
+                    a.resolved = Some(end.now);
+                    self.events.push(a);
+                }
             }
         }
         self.notifier.poll(
             end.now,
-            self.firing.values().cloned().collect(),
+            self.firing
+                .values()
+                .chain(self.warnings.values())
+                .cloned()
+                .collect(),
             std::mem::take(&mut self.events),
         );
     }
@@ -444,6 +551,17 @@ impl Output for ApiOutput {
                 warming_up: j.band.is_none(),
                 short_history: j.short_history,
                 trained_at: j.trained_at,
+                capacity: j.capacity.warning.map(|w| api::CapacityState {
+                    crossing_in_seconds: w.in_seconds,
+                    threshold: w.threshold,
+                    predicted_value: w.predicted,
+                    at: j.timestamp,
+                }),
+            },
+            capacity_change: match j.capacity.change {
+                Change::Onset => Some("capacity_warning"),
+                Change::Cleared => Some("capacity_cleared"),
+                Change::None => None,
             },
         });
     }
@@ -630,6 +748,7 @@ mod tests {
             short_history: false,
             trained_at: None,
             threshold: 2.0,
+            capacity: CapacityVerdict::default(),
         }
     }
 

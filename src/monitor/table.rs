@@ -21,7 +21,10 @@ use std::{
 };
 
 use super::horizon::{Compact, Horizon};
-use crate::{detect::Decider, source::prometheus::Labels};
+use crate::{
+    detect::{capacity::CapacityWatch, Decider},
+    source::prometheus::Labels,
+};
 
 /// Index of a series in the table.
 pub type Slot = u32;
@@ -86,6 +89,8 @@ pub struct Entry {
     pub horizon: Option<Arc<Horizon>>,
     /// The decision state (alerts, calibration, accepted level shift).
     pub decider: Decider,
+    /// The capacity-warning state.
+    pub capacity: CapacityWatch,
     /// Last sample (table clock, ms).
     pub last_seen: i64,
     /// In flight.
@@ -274,6 +279,7 @@ impl Table {
             model: None,
             horizon: None,
             decider: n.decider,
+            capacity: CapacityWatch::new(),
             last_seen: now,
             pending: Pending::None,
             failures: 0,

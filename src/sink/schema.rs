@@ -24,6 +24,16 @@ pub const EVENT_FIRING: &str = "firing";
 /// `event` values.
 pub const EVENT_RESOLVED: &str = "resolved";
 
+/// Measurement of capacity warnings: one point per sample while a warning
+/// is in force (`warning` = 1), one with `warning` = 0 when it clears.
+pub const CAPACITY_WARNING: &str = "capacity_warning";
+/// Field: seconds to the predicted crossing (`capacity_warning`).
+pub const FIELD_CROSSING_IN_SECONDS: &str = "crossing_in_seconds";
+/// Field: the value predicted at the crossing (`capacity_warning`).
+pub const FIELD_PREDICTED_VALUE: &str = "predicted_value";
+/// Field: 1 while a capacity warning is in force, 0 when it clears.
+pub const FIELD_WARNING: &str = "warning";
+
 /// Tag: `actual` or `forecasted` (`cpu_metrics`).
 pub const TAG_METRIC_TYPE: &str = "metric_type";
 /// Tag: the series' host (Prometheus `instance`, or the series id).
@@ -79,6 +89,16 @@ pub const SCHEMA: &[(&str, &[&str], &[&str])] = &[
         CPU_METRICS,
         &[TAG_METRIC_TYPE, TAG_HOST, TAG_SOURCE],
         &[FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER],
+    ),
+    (
+        CAPACITY_WARNING,
+        &[TAG_HOST, TAG_SOURCE],
+        &[
+            FIELD_CROSSING_IN_SECONDS,
+            FIELD_THRESHOLD,
+            FIELD_PREDICTED_VALUE,
+            FIELD_WARNING,
+        ],
     ),
     (
         ALERT_EVENT,
@@ -300,6 +320,11 @@ pub struct Sample<'a> {
     pub onset: bool,
     /// The series' alert resolved with this sample.
     pub resolved: bool,
+    /// A capacity warning in force: (seconds to the crossing, threshold,
+    /// predicted value).
+    pub capacity: Option<(i64, f64, f64)>,
+    /// The capacity warning cleared with this sample.
+    pub capacity_cleared: bool,
 }
 
 fn flag(b: bool) -> f64 {
@@ -326,6 +351,26 @@ pub fn points(s: &Sample<'_>) -> Vec<Point> {
         fields: vec![(FIELD_CPU_USAGE, FieldValue::Float(s.actual))],
         timestamp: s.timestamp,
     }];
+    if let Some((secs, threshold, predicted)) = s.capacity {
+        out.push(Point {
+            measurement: CAPACITY_WARNING,
+            tags: tags(Vec::new()),
+            fields: vec![
+                (FIELD_CROSSING_IN_SECONDS, FieldValue::Float(secs as f64)),
+                (FIELD_THRESHOLD, FieldValue::Float(threshold)),
+                (FIELD_PREDICTED_VALUE, FieldValue::Float(predicted)),
+                (FIELD_WARNING, FieldValue::Float(1.0)),
+            ],
+            timestamp: s.timestamp,
+        });
+    } else if s.capacity_cleared {
+        out.push(Point {
+            measurement: CAPACITY_WARNING,
+            tags: tags(Vec::new()),
+            fields: vec![(FIELD_WARNING, FieldValue::Float(0.0))],
+            timestamp: s.timestamp,
+        });
+    }
     let Some(d) = s.detection else {
         return out;
     };
@@ -468,9 +513,14 @@ mod tests {
             short_history: false,
             onset: true,
             resolved: false,
+            capacity: Some((600, 90.0, 91.5)),
+            capacity_cleared: false,
         };
         let pts = points(&s);
-        assert_eq!(pts.len(), 4);
+        assert_eq!(pts.len(), 5);
+        assert!(pts.iter().any(|p| p.measurement == CAPACITY_WARNING
+            && p.fields
+                .contains(&(FIELD_CROSSING_IN_SECONDS, FieldValue::Float(600.0)))));
         for p in &pts {
             let (_, tags, fields) = SCHEMA
                 .iter()
