@@ -103,6 +103,8 @@ fn main() {
                 short_history: false,
                 onset: false,
                 resolved: false,
+                capacity: None,
+                capacity_cleared: false,
             }) {
                 let mut s = String::new();
                 p.encode(&mut s);

@@ -34,6 +34,8 @@ fn poll(hosts: usize) -> String {
             short_history: false,
             onset: false,
             resolved: false,
+            capacity: None,
+            capacity_cleared: false,
         }) {
             p.encode(&mut text);
         }
