@@ -3,19 +3,23 @@
 //!
 //! The forecast alone does not see a ramp: its trend is held flat after the
 //! history (`prophet_future_trend: flat`) and it is refitted daily. So the
-//! prediction is the forecast plus what the recent samples say about where
-//! the series is heading relative to it: the residual (sample − forecast)
-//! is smoothed into a level and a slope (Holt's linear smoothing on the
-//! samples' own timestamps), and
+//! prediction is the forecast plus where the recent samples are heading
+//! relative to it. The residuals (sample − forecast) of the last half
+//! horizon (at most [`WINDOW`] samples) give a line by Theil–Sen (the
+//! median of the pairwise slopes, and the median intercept), and
 //!
-//! `predicted(t + h) = forecast(t + h) + level + slope · h`.
+//! `predicted(t + h) = forecast(t + h) + intercept + slope · h`.
 //!
-//! A warning starts when that prediction reaches `capacity_threshold`
-//! within `capacity_horizon` on [`CONFIRM`] samples in a row (one noisy
-//! sample does not page), and carries the predicted crossing time. It
-//! clears once no crossing has been predicted for a third of the horizon
-//! and the smoothed value is back under the threshold: one warning per
-//! episode. About fifty bytes per series.
+//! The median makes the line robust: a one-sample spike does not tilt it,
+//! and a step to a new level tilts it only while the step sits near the
+//! middle of the window, which is shorter than the confirmation below.
+//!
+//! A warning starts when the prediction reaches `capacity_threshold` within
+//! `capacity_horizon` on consecutive samples spanning a sixth of the
+//! horizon (two samples in a row when the value is already over it), and
+//! carries the predicted crossing time. It clears once no crossing has been
+//! predicted for a third of the horizon and the value is back under the
+//! threshold: one warning per episode. About 300 bytes per series.
 
 use std::time::Duration;
 
@@ -52,6 +56,17 @@ impl CapacitySettings {
 
 /// Samples in a row that must predict a crossing before a warning starts.
 pub const CONFIRM: u8 = 2;
+/// A prediction must hold over this fraction of the horizon (a sixth: five
+/// minutes of a 30-minute horizon) before a warning starts.
+pub const CONFIRM_FRACTION: i64 = 6;
+/// How far (in median absolute deviations of the window) two samples in a
+/// row must sit to be a step to a new level.
+pub const STEP_MADS: f64 = 6.0;
+/// Standard errors a slope must stand out by to be extrapolated.
+pub const SLOPE_SES: f64 = 2.0;
+/// Below this share of the threshold nothing is predicted.
+pub const GATE: f64 = 0.4;
+
 /// Points of the horizon at which the prediction is checked.
 pub const CHECKS: i64 = 30;
 
@@ -88,19 +103,43 @@ pub struct CapacityVerdict {
     pub change: Change,
 }
 
+/// Residuals kept per series at most (the half horizon's samples).
+pub const WINDOW: usize = 32;
+/// Residuals kept however old (a series sampled every 5 minutes keeps half
+/// an hour).
+pub const MIN_SAMPLES: usize = 6;
+
 /// One series' capacity watch.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct CapacityWatch {
-    level: f64,
-    slope: f64,
-    last_ts: i64,
-    seen: bool,
+    /// Ring of (timestamp, residual), oldest at `head` (Unix seconds fit
+    /// 32 bits until 2106; the Prometheus reader refuses later ones).
+    ring: [(u32, f32); WINDOW],
+    head: u8,
+    len: u8,
+    /// Start of the current run of samples predicting a crossing.
+    run_since: Option<i64>,
     run: u8,
     active: bool,
     /// Last sample that predicted a crossing.
     last_crossing: i64,
     /// The prediction in force while active.
     current: Option<Crossing>,
+}
+
+impl Default for CapacityWatch {
+    fn default() -> Self {
+        CapacityWatch {
+            ring: [(0, 0.0); WINDOW],
+            head: 0,
+            len: 0,
+            run_since: None,
+            run: 0,
+            active: false,
+            last_crossing: 0,
+            current: None,
+        }
+    }
 }
 
 impl CapacityWatch {
@@ -112,6 +151,87 @@ impl CapacityWatch {
     /// Whether a warning is in force.
     pub fn is_active(&self) -> bool {
         self.active
+    }
+
+    fn last_ts(&self) -> Option<i64> {
+        (self.len > 0)
+            .then(|| i64::from(self.ring[(self.head as usize + self.len as usize - 1) % WINDOW].0))
+    }
+
+    fn push(&mut self, ts: i64, r: f64, keep: i64) {
+        if self.len as usize == WINDOW {
+            self.head = ((self.head as usize + 1) % WINDOW) as u8;
+            self.len -= 1;
+        }
+        let at = (self.head as usize + self.len as usize) % WINDOW;
+        self.ring[at] = (ts.clamp(0, i64::from(u32::MAX)) as u32, r as f32);
+        self.len += 1;
+        // Forget what is older than the window (keeping a few samples of
+        // a sparse series).
+        while self.len as usize > MIN_SAMPLES
+            && ts - i64::from(self.ring[self.head as usize].0) > keep
+        {
+            self.head = ((self.head as usize + 1) % WINDOW) as u8;
+            self.len -= 1;
+        }
+    }
+
+    /// The residuals in the window, oldest first.
+    fn points(&self) -> Vec<(i64, f64)> {
+        (0..self.len as usize)
+            .map(|k| {
+                let (t, r) = self.ring[(self.head as usize + k) % WINDOW];
+                (i64::from(t), f64::from(r))
+            })
+            .collect()
+    }
+
+    /// The Theil–Sen line of the residuals, as (value at `now`, slope per
+    /// second); no slope under [`MIN_SAMPLES`] residuals.
+    fn line(&self, now: i64) -> (f64, f64) {
+        let pts = self.points();
+        let slope = if pts.len() >= MIN_SAMPLES {
+            theil_sen(&pts).unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        // Noise tilts a line too: a slope counts only if it stands out of
+        // the scatter around it (Theil–Sen with a MAD-based standard error).
+        let slope = if significant(&pts, slope) { slope } else { 0.0 };
+        let mut at_now: Vec<f64> = pts
+            .iter()
+            .map(|(t, r)| r + slope * (now - t) as f64)
+            .collect();
+        (median(&mut at_now).unwrap_or(0.0), slope)
+    }
+
+    /// A step to a new level: the last two residuals sit on the same side of
+    /// the line through the samples before them, more than [`STEP_MADS`]
+    /// median absolute deviations (of those samples around their line)
+    /// away. The window then restarts at the step, so the step is a new
+    /// level, not a trend; a ramp stays on its line and keeps its window.
+    fn cut_at_step(&mut self) {
+        let pts = self.points();
+        if pts.len() < MIN_SAMPLES + 2 {
+            return;
+        }
+        let (before, last) = pts.split_at(pts.len() - 2);
+        let slope = theil_sen(before).unwrap_or(0.0);
+        let t0 = before[before.len() - 1].0;
+        let mut off: Vec<f64> = before
+            .iter()
+            .map(|(t, r)| r - slope * (t - t0) as f64)
+            .collect();
+        let Some(mid) = median(&mut off) else { return };
+        let mut dev: Vec<f64> = off.iter().map(|o| (o - mid).abs()).collect();
+        let mad = median(&mut dev).unwrap_or(0.0).max(1e-9);
+        let away = |(t, r): (i64, f64)| r - (mid + slope * (t - t0) as f64);
+        let (a, b) = (away(last[0]), away(last[1]));
+        if a.signum() == b.signum() && a.abs().min(b.abs()) > STEP_MADS * mad {
+            let keep = 2;
+            self.head = ((self.head as usize + self.len as usize - keep) % WINDOW) as u8;
+            self.len = keep as u8;
+        }
     }
 
     /// Judges one sample: `actual` against the forecast `yhat` at `ts`;
@@ -129,50 +249,57 @@ impl CapacityWatch {
         if !s.enabled() || !actual.is_finite() || !yhat.is_finite() {
             return self.verdict(Change::None);
         }
-        let horizon = s.horizon_secs();
-        let r = actual - yhat;
-        if !self.seen {
-            self.level = r;
-            self.slope = 0.0;
-            self.seen = true;
-        } else if ts <= self.last_ts {
+        if self.last_ts().is_some_and(|last| ts <= last) {
             // The same sample again (or an older one): nothing new.
             return self.verdict(Change::None);
-        } else {
-            let dt = (ts - self.last_ts) as f64;
-            // The level follows within a tenth of the horizon, the slope
-            // within half of it.
-            let tau_level = (horizon as f64 / 10.0).max(1.0);
-            let tau_slope = (horizon as f64 / 2.0).max(1.0);
-            let a = 1.0 - (-dt / tau_level).exp();
-            let b = 1.0 - (-dt / tau_slope).exp();
-            let predicted = self.level + self.slope * dt;
-            let level = predicted + a * (r - predicted);
-            self.slope += b * ((level - self.level) / dt - self.slope);
-            self.level = level;
         }
-        self.last_ts = ts;
-        let crossing = self.predict(threshold, ts, yhat, horizon, &forecast);
-        if crossing.is_some() {
-            self.last_crossing = ts;
-            self.run = self.run.saturating_add(1);
+        let horizon = s.horizon_secs();
+        self.push(ts, actual - yhat, horizon / 2);
+        self.cut_at_step();
+        let crossing = if actual >= threshold {
+            Some(Crossing {
+                in_seconds: 0,
+                threshold,
+                predicted: actual,
+            })
+        } else if actual < threshold * GATE {
+            // Far below: no line needed (a fleet's idle hosts cost nothing).
+            None
         } else {
-            self.run = 0;
+            let (level, slope) = self.line(ts);
+            predict(threshold, ts, level, slope, horizon, &forecast)
+        };
+        match crossing {
+            Some(_) => {
+                self.last_crossing = ts;
+                self.run = self.run.saturating_add(1);
+                self.run_since.get_or_insert(ts);
+            }
+            None => {
+                self.run = 0;
+                self.run_since = None;
+            }
         }
         if self.active {
             if let Some(c) = crossing {
                 self.current = Some(c);
                 return self.verdict(Change::None);
             }
-            let quiet = ts - self.last_crossing >= horizon / 3;
-            if quiet && yhat + self.level < threshold {
+            if ts - self.last_crossing >= horizon / 3 && actual < threshold {
                 self.active = false;
                 self.current = None;
                 return self.verdict(Change::Cleared);
             }
             return self.verdict(Change::None);
         }
-        if self.run >= CONFIRM {
+        let confirmed = self.run >= CONFIRM
+            && match crossing {
+                Some(c) if c.in_seconds == 0 => true,
+                _ => self
+                    .run_since
+                    .is_some_and(|since| ts - since >= horizon / CONFIRM_FRACTION),
+            };
+        if confirmed {
             self.active = true;
             self.current = crossing;
             return self.verdict(Change::Onset);
@@ -186,41 +313,76 @@ impl CapacityWatch {
             change,
         }
     }
+}
 
-    /// The first checked point of the horizon where the prediction reaches
-    /// the threshold.
-    fn predict(
-        &self,
-        threshold: f64,
-        ts: i64,
-        yhat: f64,
-        horizon: i64,
-        forecast: &impl Fn(i64) -> Option<f64>,
-    ) -> Option<Crossing> {
-        let now = yhat + self.level;
-        if now >= threshold {
+/// The first checked point of the horizon where the prediction reaches the
+/// threshold.
+fn predict(
+    threshold: f64,
+    ts: i64,
+    level: f64,
+    slope: f64,
+    horizon: i64,
+    forecast: &impl Fn(i64) -> Option<f64>,
+) -> Option<Crossing> {
+    let step = (horizon / CHECKS).max(1);
+    let mut h = step;
+    while h <= horizon {
+        let Some(f) = forecast(ts + h) else { break };
+        let p = f + level + slope * h as f64;
+        if p >= threshold {
             return Some(Crossing {
-                in_seconds: 0,
+                in_seconds: h,
                 threshold,
-                predicted: now,
+                predicted: p,
             });
         }
-        let step = (horizon / CHECKS).max(1);
-        let mut h = step;
-        while h <= horizon {
-            let Some(f) = forecast(ts + h) else { break };
-            let p = f + self.level + self.slope * h as f64;
-            if p >= threshold {
-                return Some(Crossing {
-                    in_seconds: h,
-                    threshold,
-                    predicted: p,
-                });
-            }
-            h += step;
-        }
-        None
+        h += step;
     }
+    None
+}
+
+/// Whether `slope` is more than [`SLOPE_SES`] standard errors from zero,
+/// the scatter measured robustly (1.4826 · MAD of the residuals around the
+/// line).
+fn significant(pts: &[(i64, f64)], slope: f64) -> bool {
+    if slope == 0.0 || pts.len() < 3 {
+        return false;
+    }
+    let tm = pts.iter().map(|p| p.0 as f64).sum::<f64>() / pts.len() as f64;
+    let sxx: f64 = pts.iter().map(|p| (p.0 as f64 - tm).powi(2)).sum();
+    let mut off: Vec<f64> = pts
+        .iter()
+        .map(|(t, r)| r - slope * (*t as f64 - tm))
+        .collect();
+    let Some(mid) = median(&mut off) else {
+        return false;
+    };
+    let mut dev: Vec<f64> = off.iter().map(|o| (o - mid).abs()).collect();
+    let sd = 1.4826 * median(&mut dev).unwrap_or(0.0);
+    sxx > 0.0 && slope.abs() > SLOPE_SES * sd / sxx.sqrt()
+}
+
+/// The median of the pairwise slopes (`None` under two points).
+fn theil_sen(pts: &[(i64, f64)]) -> Option<f64> {
+    let mut slopes = Vec::with_capacity(pts.len() * pts.len() / 2);
+    for (i, a) in pts.iter().enumerate() {
+        for b in &pts[i + 1..] {
+            if b.0 > a.0 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0) as f64);
+            }
+        }
+    }
+    median(&mut slopes)
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    Some(*m)
 }
 
 /// `0s`, `45s`, `20m`, `1h05m`: a crossing time for people.
@@ -314,11 +476,11 @@ mod tests {
         let t0 = 1_700_000_000;
         let forecast = |t: i64| Some(if t >= t0 + 1200 { 95.0 } else { 60.0 });
         let mut out = CapacityVerdict::default();
-        for k in 0..3 {
+        for k in 0..12 {
             out = w.update(&settings(), 90.0, t0 + 30 * k, 60.0, 60.0, forecast);
         }
         let c = out.warning.expect("warned");
-        assert!((1080..=1200).contains(&c.in_seconds), "{c:?}");
+        assert!((780..=900).contains(&c.in_seconds), "{c:?}");
         assert_eq!(c.threshold, 90.0);
     }
 

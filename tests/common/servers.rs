@@ -223,14 +223,21 @@ pub fn influx_count(server: &Server, db: &str, field: &str, measurement: &str) -
 
 /// VictoriaMetrics (accepts the InfluxDB v2 write API).
 pub fn victoria_metrics() -> Server {
+    victoria_metrics_with(&[])
+}
+
+/// VictoriaMetrics with extra flags (e.g. `-search.latencyOffset=0s`: by
+/// default an instant query at "now" hides the last 30 seconds).
+pub fn victoria_metrics_with(flags: &'static [&'static str]) -> Server {
     Server::new(
         "victoria-metrics",
         "/health",
-        |dir: &std::path::Path, port| {
+        move |dir: &std::path::Path, port| {
             let mut c = Command::new("victoria-metrics");
             c.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
                 .arg(format!("-storageDataPath={}", dir.join("data").display()))
-                .arg("-loggerLevel=ERROR");
+                .arg("-loggerLevel=ERROR")
+                .args(flags);
             c
         },
     )
