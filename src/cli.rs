@@ -66,7 +66,10 @@ impl UnitArg {
 /// series' forecast band and writes the points to InfluxDB (v1 or v2 API) or,
 /// with InfluxDB disabled, to line-protocol files under log_dir; alert
 /// onsets and resolutions go to Alertmanager (ALERTMANAGER_URL) and/or a
-/// webhook (WEBHOOK_URL) when set. Every poll is in a write-ahead log under
+/// webhook (WEBHOOK_URL) when set, and so do capacity warnings (a host
+/// predicted to reach CAPACITY_THRESHOLD within CAPACITY_HORIZON). Run as N
+/// replicas, each judges its share of the series (SHARD_COUNT, SHARD_INDEX
+/// or `auto` from the host name, REPLICATION_FACTOR). Every poll is in a write-ahead log under
 /// log_dir before it ends. Ctrl-C or SIGTERM writes once or spools what is
 /// pending and exits 0 within seconds; a second one exits at once (nothing
 /// judged is lost: the next start writes it).
