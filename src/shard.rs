@@ -312,7 +312,9 @@ mod tests {
             .iter()
             .map(|k| next_phase_ms(k, now, day, step) % 86_400_000)
             .collect();
-        assert!(phases.len() > 150, "{} distinct phases", phases.len());
+        // 200 series over 288 five-minute slots: about 144 distinct ones
+        // if spread at random (a bad phase function gives a handful).
+        assert!(phases.len() > 120, "{} distinct phases", phases.len());
     }
 
     #[test]
