@@ -27,7 +27,7 @@ const RAMP: &str = "ramp:9100";
 const STEADY: [&str; 2] = ["steady-1:9100", "steady-2:9100"];
 /// Points a second the ramp climbs.
 const SLOPE: f64 = 0.5;
-const START: f64 = 70.0;
+const START: f64 = 60.0;
 
 fn now_f() -> f64 {
     std::time::SystemTime::now()
@@ -71,7 +71,7 @@ fn a_host_ramping_to_saturation_is_warned_of_before_it_gets_there() {
     let vm = servers::victoria_metrics_with(&["-search.latencyOffset=0s"]);
     let am =
         servers::alertmanager("route:\n  receiver: none\nreceivers:\n  - name: none\n".to_string());
-    // Three days of 5-minute history: the ramp host idles near 70 %.
+    // Three days of 5-minute history: the ramp host idles near 60 %.
     let end = chrono::Utc::now().timestamp() / 300 * 300;
     let hist: Vec<i64> = (0..=3 * 288).map(|k| end - 3 * 86_400 + k * 300).collect();
     let mut body = line(
