@@ -179,11 +179,17 @@ fn a_host_ramping_to_saturation_is_warned_of_before_it_gets_there() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(
-        warned_at < crossing,
-        "warned {:.1} s after the crossing",
-        warned_at - crossing
-    );
+    if warned_at >= crossing {
+        // What the monitor saw of the ramp, for the failure message.
+        let metrics = std::fs::read_to_string(dir.join("logs/metrics.jsonl")).unwrap_or_default();
+        let seen: Vec<&str> = metrics.lines().filter(|l| l.contains(RAMP)).collect();
+        panic!(
+            "warned {:.1} s after the crossing; ramp started at {ramp_start:.1}\n{}\n{}",
+            warned_at - crossing,
+            seen[seen.len().saturating_sub(80)..].join("\n"),
+            stderr()
+        );
+    }
     let lead = crossing - warned_at;
     let (_, metrics) = servers::get(&format!("http://{api}/metrics"));
     assert!(

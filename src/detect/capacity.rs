@@ -62,6 +62,8 @@ pub const CONFIRM_FRACTION: i64 = 6;
 /// How far (in median absolute deviations of the window) two samples in a
 /// row must sit to be a step to a new level.
 pub const STEP_MADS: f64 = 6.0;
+/// Smallest MAD a step is measured in, as a share of the threshold.
+pub const STEP_MAD_FLOOR: f64 = 0.005;
 /// Standard errors a slope must stand out by to be extrapolated.
 pub const SLOPE_SES: f64 = 2.0;
 /// Below this share of the threshold nothing is predicted.
@@ -210,7 +212,7 @@ impl CapacityWatch {
     /// median absolute deviations (of those samples around their line)
     /// away. The window then restarts at the step, so the step is a new
     /// level, not a trend; a ramp stays on its line and keeps its window.
-    fn cut_at_step(&mut self) {
+    fn cut_at_step(&mut self, threshold: f64) {
         let pts = self.points();
         if pts.len() < MIN_SAMPLES + 2 {
             return;
@@ -224,7 +226,11 @@ impl CapacityWatch {
             .collect();
         let Some(mid) = median(&mut off) else { return };
         let mut dev: Vec<f64> = off.iter().map(|o| (o - mid).abs()).collect();
-        let mad = median(&mut dev).unwrap_or(0.0).max(1e-9);
+        // A very smooth series has almost no scatter: a step must still be
+        // a few points (half a percent of the threshold per MAD).
+        let mad = median(&mut dev)
+            .unwrap_or(0.0)
+            .max(STEP_MAD_FLOOR * threshold.abs());
         let away = |(t, r): (i64, f64)| r - (mid + slope * (t - t0) as f64);
         let (a, b) = (away(last[0]), away(last[1]));
         if a.signum() == b.signum() && a.abs().min(b.abs()) > STEP_MADS * mad {
@@ -255,7 +261,7 @@ impl CapacityWatch {
         }
         let horizon = s.horizon_secs();
         self.push(ts, actual - yhat, horizon / 2);
-        self.cut_at_step();
+        self.cut_at_step(threshold);
         let crossing = if actual >= threshold {
             Some(Crossing {
                 in_seconds: 0,
