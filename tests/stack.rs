@@ -392,7 +392,8 @@ fn alert_rules_and_contact_point_are_provisioned() {
             "cpu-anomaly-rate-high",
             "cpu-anomaly-no-data",
             "cpu-anomaly-alert",
-            "cpu-anomaly-sustained"
+            "cpu-anomaly-sustained",
+            "cpu-anomaly-capacity"
         ]
     );
     for r in rules {
