@@ -372,7 +372,19 @@ impl Trainer {
         values: &[f64],
         unit: Unit,
     ) -> Result<Fitted, ForecastError> {
-        let (idx, stride) = subsample(timestamps.len(), MAX_FIT_POINTS);
+        self.fit_at_most(timestamps, values, unit, MAX_FIT_POINTS)
+    }
+
+    /// [`Trainer::fit`] on an evenly strided subsample of at most
+    /// `max_points` points.
+    pub fn fit_at_most(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        unit: Unit,
+        max_points: usize,
+    ) -> Result<Fitted, ForecastError> {
+        let (idx, stride) = subsample(timestamps.len(), max_points.max(MIN_FIT_POINTS));
         if stride > 1 {
             let ts: Vec<i64> = idx.iter().map(|&i| timestamps[i]).collect();
             let ys: Vec<f64> = idx.iter().map(|&i| values[i]).collect();

@@ -188,7 +188,9 @@ pub fn render_metrics(snap: &Snapshot, sink: &SinkStats) -> String {
         &[(
             format!(
                 "{{shard_index=\"{}\",shard_count=\"{}\",replication_factor=\"{}\"}}",
-                r.shard_index, r.shard_count, r.replication_factor
+                r.shard_index,
+                r.shard_count.max(1),
+                r.replication_factor.max(1)
             ),
             1.0,
         )],
