@@ -139,7 +139,7 @@ fn dashboard_shows_live_charts_and_anomalies_in_a_real_browser() {
         &cfg,
         format!(
             "prometheus_url: http://127.0.0.1:{}\nprometheus_retries: 0\nmonitoring_interval: 1\n\
-             simulation_series: 4\nthreshold_multiplier: 1.0\nmodel: mstl\napi_listen: 127.0.0.1:{port}\n\
+             simulation_series: 4\nthreshold_multiplier: 1.0\nmodel: mstl\ncapacity_threshold: 1\napi_listen: 127.0.0.1:{port}\n\
              log_dir: {logs}\nmodel_path: {models}/m.json\ndataset: {data}\n",
             servers::free_port(),
             logs = dir.path().join("logs").display(),
@@ -211,6 +211,11 @@ fn dashboard_shows_live_charts_and_anomalies_in_a_real_browser() {
         "anomaly list: {dom}"
     );
     assert!(dom.contains("SIMULATED DATA"), "source shown: {dom}");
+    // A 1 % capacity threshold: every host is over it, so each is listed.
+    assert!(
+        dom.contains("class=\"capacity-item\"") && dom.contains("is at or over 1 %"),
+        "capacity warnings listed: {dom}"
+    );
     let updates: u64 = dom
         .split("data-updates=\"")
         .nth(1)
