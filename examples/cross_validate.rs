@@ -82,17 +82,20 @@ fn decisions() -> Vec<DecisionSettings> {
                 for &cooldown in &[2 * HOUR, 6 * HOUR, 24 * HOUR] {
                     for &rebaseline_after in &[0, 2 * HOUR] {
                         for &likelihood in &[0.0, 0.05, 0.02, 0.01, 0.003] {
-                            out.push(DecisionSettings {
-                                multiplier,
-                                sustained,
-                                min_effect,
-                                direction: Side::Both,
-                                calibrate: false,
-                                clear_after: HOUR / 2,
-                                cooldown,
-                                rebaseline_after,
-                                likelihood,
-                            });
+                            for &likelihood_alone in &[0.0, 1e-3, 1e-4] {
+                                out.push(DecisionSettings {
+                                    multiplier,
+                                    sustained,
+                                    min_effect,
+                                    direction: Side::Both,
+                                    calibrate: false,
+                                    clear_after: HOUR / 2,
+                                    cooldown,
+                                    rebaseline_after,
+                                    likelihood,
+                                    likelihood_alone,
+                                });
+                            }
                         }
                     }
                 }
@@ -105,7 +108,7 @@ fn decisions() -> Vec<DecisionSettings> {
 fn describe(c: &Candidate) -> String {
     let s = &c.decision;
     format!(
-        "trend {} m {} N {} effect {} calib {} clear {} cooldown {} rebaseline {} likelihood {}",
+        "trend {} m {} N {} effect {} calib {} clear {} cooldown {} rebaseline {} likelihood {} alone {}",
         c.trend.as_str(),
         s.multiplier,
         s.sustained,
@@ -114,7 +117,8 @@ fn describe(c: &Candidate) -> String {
         s.clear_after,
         s.cooldown,
         s.rebaseline_after,
-        s.likelihood
+        s.likelihood,
+        s.likelihood_alone
     )
 }
 

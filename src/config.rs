@@ -194,6 +194,7 @@ struct RawConfig {
     alert_cooldown: Secs,
     rebaseline_after: Secs,
     alert_likelihood: f64,
+    alert_likelihood_alone: f64,
     interval_width: f64,
     train_ratio: f64,
     monitoring_interval: Secs,
@@ -254,6 +255,7 @@ impl Default for RawConfig {
             alert_cooldown: Secs(7200.0),
             rebaseline_after: Secs(7200.0),
             alert_likelihood: 0.05,
+            alert_likelihood_alone: 0.0001,
             interval_width: 0.95,
             train_ratio: 0.8,
             monitoring_interval: Secs(30.0),
@@ -448,6 +450,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("ALERT_COOLDOWN", "alert_cooldown"),
     ("REBASELINE_AFTER", "rebaseline_after"),
     ("ALERT_LIKELIHOOD", "alert_likelihood"),
+    ("ALERT_LIKELIHOOD_ALONE", "alert_likelihood_alone"),
     ("TRAIN_RATIO", "train_ratio"),
     ("MONITORING_INTERVAL", "monitoring_interval"),
     ("LOG_LEVEL", "log_level"),
@@ -763,6 +766,15 @@ impl Settings {
                 ));
             }
         }
+        if !(raw.alert_likelihood_alone.is_finite()
+            && (0.0..0.5).contains(&raw.alert_likelihood_alone))
+        {
+            return Err(range(
+                "alert_likelihood_alone",
+                raw.alert_likelihood_alone.to_string(),
+                "a tail probability in [0, 0.5) (0: off)",
+            ));
+        }
         if !(raw.alert_likelihood.is_finite() && (0.0..0.5).contains(&raw.alert_likelihood)) {
             return Err(range(
                 "alert_likelihood",
@@ -973,6 +985,7 @@ impl Settings {
                 cooldown: raw.alert_cooldown.0.round() as i64,
                 rebaseline_after: raw.rebaseline_after.0.round() as i64,
                 likelihood: raw.alert_likelihood,
+                likelihood_alone: raw.alert_likelihood_alone,
             },
             train_ratio: raw.train_ratio,
             monitoring_interval,

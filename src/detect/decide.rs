@@ -22,7 +22,9 @@
 //!    excursion to page.
 //! 5. **Fire**: after `sustained` flags in a row, or at once for a CRITICAL
 //!    sample, if improbable enough; not within `cooldown` of the last
-//!    resolution.
+//!    resolution. A deviation of at least `min_effect` inside the scaled
+//!    band counts as a flag when the recent scores are far more improbable
+//!    still (`likelihood_alone`): a long moderate deviation.
 //! 6. **Resolve**: once no sample has been flagged for `clear_after`
 //!    (hysteresis): one incident is one alert.
 //! 7. **Accept a new level**: an alert still firing after `rebaseline_after`,
@@ -109,6 +111,10 @@ pub struct DecisionSettings {
     /// probability below this under the long-run score distribution
     /// (0: off).
     pub likelihood: f64,
+    /// A deviation of at least `min_effect` whose recent average score has
+    /// a tail probability below this counts as a flag even inside the
+    /// scaled band (a long moderate deviation). 0: off.
+    pub likelihood_alone: f64,
 }
 
 impl Default for DecisionSettings {
@@ -125,6 +131,7 @@ impl Default for DecisionSettings {
             cooldown: 0,
             rebaseline_after: 0,
             likelihood: 0.0,
+            likelihood_alone: 0.0,
         }
     }
 }
@@ -302,9 +309,19 @@ impl Decider {
             d.confidence = 0.0;
         }
         let improbable = self.s.likelihood <= 0.0 || self.tail() < self.s.likelihood;
+        let side = if residual >= 0.0 {
+            Direction::Above
+        } else {
+            Direction::Below
+        };
+        let strong = self.s.likelihood_alone > 0.0
+            && self.tail() < self.s.likelihood_alone
+            && residual.abs() >= self.s.min_effect
+            && self.s.direction.allows(side);
+        let flag = d.is_anomaly || strong;
         // 5.–7. The alert state.
-        self.run = if d.is_anomaly { self.run + 1 } else { 0 };
-        if d.is_anomaly {
+        self.run = if flag { self.run + 1 } else { 0 };
+        if flag {
             self.flagged_at = ts;
         }
         let (mut onset, mut resolved, mut rebaselined) = (false, false, false);
@@ -326,7 +343,7 @@ impl Decider {
                 self.fired_at = ts;
                 (self.sum, self.count, self.above, self.below) = (0.0, 0, 0, 0);
             }
-            if !d.is_anomaly && ts - self.flagged_at >= self.s.clear_after {
+            if !flag && ts - self.flagged_at >= self.s.clear_after {
                 self.firing = false;
                 resolved = true;
                 self.resolved_at = Some(ts);
@@ -334,7 +351,7 @@ impl Decider {
             }
         } else {
             let cooling = self.resolved_at.is_some_and(|r| ts - r < self.s.cooldown);
-            let fires = d.is_anomaly
+            let fires = flag
                 && improbable
                 && !cooling
                 && (self.run >= self.s.sustained.max(1) || d.severity == Severity::Critical);
@@ -389,6 +406,37 @@ mod tests {
             cooldown: 0,
             rebaseline_after: 0,
             likelihood: 0.0,
+            likelihood_alone: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_long_moderate_deviation_inside_the_band_alerts_once_on_likelihood_alone() {
+        // A day of ordinary wiggle, then 6 hours at 1.5 half-bands up:
+        // inside the band scaled 2 times, never flagged by it.
+        let mut values: Vec<f64> = (0..288)
+            .map(|i| 50.0 + 0.3 * ((i * 7 % 11) as f64 - 5.0) / 5.0)
+            .collect();
+        values.extend(vec![51.5; 72]);
+        values.extend(vec![50.0; 24]);
+        for (alone, want) in [(0.0, 0), (1e-4, 1)] {
+            let s = DecisionSettings {
+                likelihood_alone: alone,
+                clear_after: 6 * STEP,
+                ..settings()
+            };
+            let v = judge(&mut Decider::new(s), &values);
+            assert!(
+                v.iter().all(|x| !x.detection.is_anomaly),
+                "inside the scaled band"
+            );
+            let onsets: Vec<usize> = (0..v.len()).filter(|&i| v[i].onset).collect();
+            assert_eq!(onsets.len(), want, "alone {alone}: onsets at {onsets:?}");
+            if want == 1 {
+                // Within the first hour of the deviation, resolved after it.
+                assert!((288..300).contains(&onsets[0]), "{onsets:?}");
+                assert!(!v.last().unwrap().alert);
+            }
         }
     }
 

@@ -130,6 +130,7 @@ struct Decision {
     alert_cooldown: i64,
     rebaseline_after: i64,
     alert_likelihood: f64,
+    alert_likelihood_alone: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -372,6 +373,7 @@ pub fn write_all(
             alert_cooldown: settings.decision.cooldown,
             rebaseline_after: settings.decision.rebaseline_after,
             alert_likelihood: settings.decision.likelihood,
+            alert_likelihood_alone: settings.decision.likelihood_alone,
         },
         interval_width: settings.prophet.interval_width,
         train_fraction: if e.protocol == "labelled" {
