@@ -10,55 +10,19 @@ mod common;
 use std::{
     path::Path,
     process::{Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
-use common::{bin, servers};
+use common::{
+    bin,
+    fleet::{import, import_history, now, Pusher},
+    servers,
+};
 use cpu_anomaly::simulate::FleetHost;
 
 const HOSTS: usize = 250;
 const SEED: u64 = 1;
 const POLL: u64 = 2;
-
-fn import(vm: &servers::Server, body: &str) {
-    let (status, text) = servers::post(&format!("{}/api/v1/import", vm.url()), body);
-    assert_eq!(status, 204, "import: {text}");
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Pushes one fresh sample per host every poll until dropped.
-struct Pusher(Arc<AtomicBool>);
-
-impl Pusher {
-    fn start(url: String, hosts: Vec<FleetHost>) -> Pusher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let mut body = String::new();
-                for h in &hosts {
-                    h.import_line(&mut body, &[now()]);
-                }
-                servers::post(&format!("{url}/api/v1/import"), &body);
-                std::thread::sleep(Duration::from_secs(POLL));
-            }
-        });
-        Pusher(stop)
-    }
-}
-
-impl Drop for Pusher {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
 
 fn report(dir: &Path) -> serde_json::Value {
     std::fs::read_to_string(dir.join("logs/system_report.json"))
@@ -103,14 +67,8 @@ fn a_fleet_warms_up_each_host_on_its_own_history() {
         .map(|i| FleetHost::new(i, SEED, start, end))
         .collect();
     let ts: Vec<i64> = (start..=end).step_by(300).collect();
-    for chunk in hosts.chunks(50) {
-        let mut body = String::new();
-        for h in chunk {
-            h.import_line(&mut body, &ts);
-        }
-        import(&vm, &body);
-    }
-    let _pusher = Pusher::start(vm.url(), hosts.clone());
+    import_history(&vm.url(), &hosts, &ts);
+    let _pusher = Pusher::start(vm.url(), hosts.clone(), Duration::from_secs(POLL));
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
 
@@ -240,8 +198,8 @@ fn a_fleet_warms_up_each_host_on_its_own_history() {
     let recent: Vec<i64> = (t_now - 7200..=t_now).step_by(60).collect();
     let mut body = String::new();
     short.import_line(&mut body, &recent);
-    import(&vm, &body);
-    let _short_pusher = Pusher::start(vm.url(), vec![short.clone()]);
+    import(&vm.url(), &body);
+    let _short_pusher = Pusher::start(vm.url(), vec![short.clone()], Duration::from_secs(POLL));
     let id = short.instance();
     let start_wait = Instant::now();
     let mine = loop {

@@ -13,50 +13,19 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
-use common::{bin, servers};
+use common::{
+    bin,
+    fleet::{import_history, now, Pusher},
+    servers,
+};
 use cpu_anomaly::simulate::FleetHost;
 
 const HOSTS: usize = 300;
 const SEED: u64 = 7;
 const POLL: u64 = 2;
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Pushes one fresh sample per host every second until dropped.
-struct Pusher(Arc<AtomicBool>);
-
-impl Pusher {
-    fn start(url: String, hosts: Vec<FleetHost>) -> Pusher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let mut body = String::new();
-                for h in &hosts {
-                    h.import_line(&mut body, &[now()]);
-                }
-                servers::post(&format!("{url}/api/v1/import"), &body);
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        });
-        Pusher(stop)
-    }
-}
-
-impl Drop for Pusher {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
 
 /// One replica: its directory and process.
 struct Replica {
@@ -213,14 +182,7 @@ fn fleet(vm: &servers::Server) -> Vec<FleetHost> {
         .map(|i| FleetHost::new(i, SEED, start, end))
         .collect();
     let ts: Vec<i64> = (start..=end).step_by(300).collect();
-    for chunk in hosts.chunks(50) {
-        let mut body = String::new();
-        for h in chunk {
-            h.import_line(&mut body, &ts);
-        }
-        let (status, text) = servers::post(&format!("{}/api/v1/import", vm.url()), &body);
-        assert_eq!(status, 204, "import: {text}");
-    }
+    import_history(&vm.url(), &hosts, &ts);
     hosts
 }
 
@@ -235,7 +197,7 @@ fn three_replicas_share_a_fleet_of_300_hosts() {
     let vm = servers::victoria_metrics();
     let hosts = fleet(&vm);
     let all: BTreeSet<String> = hosts.iter().map(|h| h.instance()).collect();
-    let _pusher = Pusher::start(vm.url(), hosts);
+    let _pusher = Pusher::start(vm.url(), hosts, Duration::from_secs(1));
     let root = tempfile::tempdir().unwrap();
 
     // replication_factor 1: disjoint shares that cover the fleet.

@@ -1,0 +1,64 @@
+//! A fleet of generated hosts in a real VictoriaMetrics: history imported
+//! once, then a fresh sample per host pushed in the background.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use cpu_anomaly::simulate::FleetHost;
+
+use super::servers;
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Imports `/api/v1/import` lines into VictoriaMetrics at `url`.
+pub fn import(url: &str, body: &str) {
+    let (status, text) = servers::post(&format!("{url}/api/v1/import"), body);
+    assert_eq!(status, 204, "import: {text}");
+}
+
+/// Imports every host's values at `timestamps`, 50 hosts a request.
+pub fn import_history(url: &str, hosts: &[FleetHost], timestamps: &[i64]) {
+    for chunk in hosts.chunks(50) {
+        let mut body = String::new();
+        for h in chunk {
+            h.import_line(&mut body, timestamps);
+        }
+        import(url, &body);
+    }
+}
+
+/// Pushes one fresh sample per host every `every` until dropped.
+pub struct Pusher(Arc<AtomicBool>);
+
+impl Pusher {
+    /// Starts pushing `hosts` to VictoriaMetrics at `url`.
+    pub fn start(url: String, hosts: Vec<FleetHost>, every: Duration) -> Pusher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let mut body = String::new();
+                for h in &hosts {
+                    h.import_line(&mut body, &[now()]);
+                }
+                servers::post(&format!("{url}/api/v1/import"), &body);
+                std::thread::sleep(every);
+            }
+        });
+        Pusher(stop)
+    }
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
