@@ -213,10 +213,10 @@ impl CapacityWatch {
     /// away. The window then restarts at the step, so the step is a new
     /// level, not a trend; a ramp stays on its line and keeps its window.
     fn cut_at_step(&mut self, threshold: f64) {
-        let pts = self.points();
-        if pts.len() < MIN_SAMPLES + 2 {
+        if (self.len as usize) < MIN_SAMPLES + 2 {
             return;
         }
+        let pts = self.points();
         let (before, last) = pts.split_at(pts.len() - 2);
         let slope = theil_sen(before).unwrap_or(0.0);
         let t0 = before[before.len() - 1].0;
@@ -371,15 +371,19 @@ fn significant(pts: &[(i64, f64)], slope: f64) -> bool {
 
 /// The median of the pairwise slopes (`None` under two points).
 fn theil_sen(pts: &[(i64, f64)]) -> Option<f64> {
-    let mut slopes = Vec::with_capacity(pts.len() * pts.len() / 2);
+    // On the stack: this runs for every sample of every host near its
+    // threshold (at most WINDOW points, so this many pairs).
+    let mut slopes = [0.0f64; WINDOW * (WINDOW - 1) / 2];
+    let mut n = 0;
     for (i, a) in pts.iter().enumerate() {
         for b in &pts[i + 1..] {
-            if b.0 > a.0 {
-                slopes.push((b.1 - a.1) / (b.0 - a.0) as f64);
+            if b.0 > a.0 && n < slopes.len() {
+                slopes[n] = (b.1 - a.1) / (b.0 - a.0) as f64;
+                n += 1;
             }
         }
     }
-    median(&mut slopes)
+    median(&mut slopes[..n])
 }
 
 fn median(v: &mut [f64]) -> Option<f64> {
