@@ -96,6 +96,18 @@ pub enum Change {
     Cleared,
 }
 
+impl Change {
+    /// The event's name in logs and the API (`capacity_warning`,
+    /// `capacity_cleared`; `None`: nothing happened).
+    pub fn event(self) -> Option<&'static str> {
+        match self {
+            Change::Onset => Some("capacity_warning"),
+            Change::Cleared => Some("capacity_cleared"),
+            Change::None => None,
+        }
+    }
+}
+
 /// The verdict for one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CapacityVerdict {

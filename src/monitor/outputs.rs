@@ -307,12 +307,7 @@ impl Output for LogFiles {
                 short_history: j.short_history,
             },
         );
-        let capacity_event = match j.capacity.change {
-            Change::Onset => Some("capacity_warning"),
-            Change::Cleared => Some("capacity_cleared"),
-            Change::None => None,
-        };
-        if let Some(event) = capacity_event {
+        if let Some(event) = j.capacity.change.event() {
             let w = j.capacity.warning;
             write_json_line(
                 &mut self.files[ALERTS],
@@ -558,11 +553,7 @@ impl Output for ApiOutput {
                     at: j.timestamp,
                 }),
             },
-            capacity_change: match j.capacity.change {
-                Change::Onset => Some("capacity_warning"),
-                Change::Cleared => Some("capacity_cleared"),
-                Change::None => None,
-            },
+            capacity_change: j.capacity.change.event(),
         });
     }
 
