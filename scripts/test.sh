@@ -53,5 +53,5 @@ echo "== cargo test --features wasmstan"
 cargo test --release --features wasmstan
 # Each fuzz target for a few seconds (stable Rust; `examples/fuzz.rs`). The
 # example was built by the tests above, so this only runs it.
-echo "== fuzz: every target for 5 s"
-cargo run --release --features wasmstan --example fuzz -- all --seconds 5
+echo "== fuzz: every target for 3 s"
+cargo run --release --features wasmstan --example fuzz -- all --seconds 3

@@ -89,6 +89,8 @@ fn a_host_ramping_to_saturation_is_warned_of_before_it_gets_there() {
     }
     let (status, text) = servers::post(&format!("{}/api/v1/import", vm.url()), &body);
     assert_eq!(status, 204, "{text}");
+    let (status, text) = servers::get(&format!("{}/internal/force_flush", vm.url()));
+    assert_eq!(status, 200, "{text}");
 
     // Live samples every second; the ramp starts when `ramp_at` is set.
     let stop = Arc::new(AtomicBool::new(false));

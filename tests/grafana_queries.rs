@@ -128,7 +128,7 @@ fn every_dashboard_and_alert_query_returns_what_its_panel_expects() {
     let out = bin()
         .args(["--mode", "monitor", "--config"])
         .arg(&cfg)
-        .args(["--max-ticks", "25"])
+        .args(["--max-ticks", "15"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

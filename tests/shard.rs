@@ -194,14 +194,16 @@ fn three_replicas_share_a_fleet_of_300_hosts() {
     ) {
         return;
     }
+    let t0 = Instant::now();
     let vm = servers::victoria_metrics();
     let hosts = fleet(&vm);
+    eprintln!("history imported after {:.1?}", t0.elapsed());
     let all: BTreeSet<String> = hosts.iter().map(|h| h.instance()).collect();
     let _pusher = Pusher::start(vm.url(), hosts, Duration::from_secs(1));
     let root = tempfile::tempdir().unwrap();
 
-    // replication_factor 1: disjoint shares that cover the fleet.
-    away_from_grid_boundary(60);
+    // replication_factor 1: disjoint shares that cover the fleet (no
+    // points are compared, so no wait for the training grid).
     let mut one: Vec<Replica> = (0..3)
         .map(|i| Replica::start(&root.path().join("rf1"), &vm.url(), i, 1, i == 0))
         .collect();
@@ -210,6 +212,7 @@ fn three_replicas_share_a_fleet_of_300_hosts() {
         HOSTS,
         Duration::from_secs(180),
     );
+    eprintln!("rf=1: all judged after {:.1?}", t0.elapsed());
     let shares: Vec<BTreeSet<String>> = one.iter().map(Replica::judged).collect();
     let union: BTreeSet<String> = shares.iter().flatten().cloned().collect();
     assert_eq!(union, all, "together the replicas judge the fleet");
@@ -257,8 +260,10 @@ fn three_replicas_share_a_fleet_of_300_hosts() {
     drop(one);
 
     // replication_factor 2: stop one replica; the other two still judge
-    // every host, and a host's two replicas write the same points.
-    away_from_grid_boundary(60);
+    // every host, and a host's two replicas write the same points. Every
+    // replica fetches its histories within seconds of its start (all judged
+    // in about 10 s), so 30 s clear of a grid boundary is enough.
+    away_from_grid_boundary(30);
     let mut two: Vec<Replica> = (0..3)
         .map(|i| Replica::start(&root.path().join("rf2"), &vm.url(), i, 2, false))
         .collect();
@@ -267,6 +272,7 @@ fn three_replicas_share_a_fleet_of_300_hosts() {
         HOSTS,
         Duration::from_secs(180),
     );
+    eprintln!("rf=2: all judged after {:.1?}", t0.elapsed());
     let owned: Vec<BTreeSet<String>> = two.iter().map(Replica::judged).collect();
     let total: usize = owned.iter().map(BTreeSet::len).sum();
     assert_eq!(total, 2 * HOSTS, "each host by exactly two replicas");

@@ -24,7 +24,8 @@ pub fn import(url: &str, body: &str) {
     assert_eq!(status, 204, "import: {text}");
 }
 
-/// Imports every host's values at `timestamps`, 50 hosts a request.
+/// Imports every host's values at `timestamps`, 50 hosts a request, and
+/// makes them searchable at once.
 pub fn import_history(url: &str, hosts: &[FleetHost], timestamps: &[i64]) {
     for chunk in hosts.chunks(50) {
         let mut body = String::new();
@@ -33,6 +34,14 @@ pub fn import_history(url: &str, hosts: &[FleetHost], timestamps: &[i64]) {
         }
         import(url, &body);
     }
+    force_flush(url);
+}
+
+/// Makes what VictoriaMetrics at `url` has received searchable now
+/// (otherwise new series show up seconds later).
+pub fn force_flush(url: &str) {
+    let (status, text) = servers::get(&format!("{url}/internal/force_flush"));
+    assert_eq!(status, 200, "force_flush: {text}");
 }
 
 /// Pushes one fresh sample per host every `every` until dropped.
