@@ -32,7 +32,7 @@ use std::path::Path;
 
 use cpu_anomaly::{
     dataset::{self, ReadOptions, Series, Unit},
-    detect::{DecisionSettings, Side},
+    detect::{DecisionSettings, Side, Verdict},
     evaluate::{
         self,
         labels::Labels,
@@ -159,16 +159,21 @@ fn load(nab_dir: &Path, per_kind: u64) -> Vec<Loaded> {
     out
 }
 
-fn outcome(d: &Dev, c: &Candidate, interval_width: f64) -> Outcome {
+/// The decision path of `c` over the scored part of `d`.
+fn verdicts(d: &Dev, c: &Candidate, interval_width: f64) -> Vec<Verdict> {
     let (forecast, refits) = &d.forecasts[usize::from(c.trend == FutureTrend::Flat)];
-    let v = evaluate::decide_all(
+    evaluate::decide_all(
         forecast,
         &d.series.values[d.first..],
         refits,
         &c.decision,
         interval_width,
         d.series.unit,
-    );
+    )
+}
+
+fn outcome(d: &Dev, c: &Candidate, interval_width: f64) -> Outcome {
+    let v = verdicts(d, c, interval_width);
     let mut states = vec![false; d.first];
     states.extend(v.iter().map(|x| x.alert));
     let mut onsets = vec![false; d.first];
@@ -198,15 +203,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 /// and forecast; and the windows no onset fell in.
 fn diagnose(devs: &[Dev], c: &Candidate, interval_width: f64) {
     for d in devs {
-        let (forecast, refits) = &d.forecasts[usize::from(c.trend == FutureTrend::Flat)];
-        let v = evaluate::decide_all(
-            forecast,
-            &d.series.values[d.first..],
-            refits,
-            &c.decision,
-            interval_width,
-            d.series.unit,
-        );
+        let v = verdicts(d, c, interval_width);
         let mut line = String::new();
         for (j, x) in v.iter().enumerate() {
             if !x.onset {
