@@ -101,8 +101,11 @@ fn every_dashboard_and_alert_query_returns_what_its_panel_expects() {
     }
     let influx = servers::influxd("cpu");
     let dir = tempfile::tempdir().unwrap();
-    // A narrow band, no minimum effect and no likelihood stage: the
-    // simulated hosts get flagged samples and alert onsets within seconds;
+    // A narrow band (20 % interval, uncalibrated), no minimum effect and
+    // no likelihood stage: most samples of every simulated host fall
+    // outside it, so each host gets flagged samples and alert onsets within
+    // its first judged polls (a 95 % band left a host without a flag in
+    // 15 polls now and then);
     // a 1 % capacity threshold puts every host under a capacity warning.
     let cfg = dir.path().join("config.yaml");
     std::fs::write(
@@ -111,7 +114,8 @@ fn every_dashboard_and_alert_query_returns_what_its_panel_expects() {
             "prometheus_url: http://127.0.0.1:{port}\nprometheus_retries: 0\nprometheus_timeout: 1\n\
              monitoring_interval: 1\nsimulation_after_failures: 1\nsimulation_series: 3\n\
              min_history: 3\ntraining_step: 1\nmodel: mstl\napi_listen: \"\"\n\
-             threshold_multiplier: 1\nmin_effect: 0\nalert_likelihood: 0\nalert_cooldown: 0\n\
+             threshold_multiplier: 1\ninterval_width: 0.2\nband_calibration: false\n\
+             min_effect: 0\nalert_likelihood: 0\nalert_cooldown: 0\n\
              alert_clear_after: 0\ncapacity_threshold: 1\nlog_dir: {logs}\nmodel_path: {d}/models/model.json\n\
              dataset: {data}\ninfluxdb:\n  enabled: true\n  api: v1\n  url: {url}\n  bucket: cpu\n  \
              batch_size: 100\n  flush_interval: 1\n",
