@@ -275,6 +275,10 @@ fn the_monitor_posts_its_alerts_to_alertmanager() {
         .env("TRAINING_STEP", "1")
         .env("MODEL", "mstl")
         .env("THRESHOLD_MULTIPLIER", "1")
+        // A 20 % uncalibrated band: most samples fall outside it, so an
+        // alert fires in the first judged polls, not by chance.
+        .env("INTERVAL_WIDTH", "0.2")
+        .env("BAND_CALIBRATION", "false")
         .env("MIN_EFFECT", "0")
         .env("ALERT_LIKELIHOOD", "0")
         .env("API_LISTEN", "")
