@@ -188,6 +188,7 @@ struct RawConfig {
     threshold_multiplier: f64,
     sustained_samples: i64,
     min_effect: f64,
+    min_effect_relative: f64,
     alert_direction: Side,
     band_calibration: bool,
     alert_clear_after: Secs,
@@ -249,6 +250,7 @@ impl Default for RawConfig {
             threshold_multiplier: 2.5,
             sustained_samples: 1,
             min_effect: 3.0,
+            min_effect_relative: 0.0,
             alert_direction: Side::Both,
             band_calibration: false,
             alert_clear_after: Secs(1800.0),
@@ -444,6 +446,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("INTERVAL_WIDTH", "interval_width"),
     ("SUSTAINED_SAMPLES", "sustained_samples"),
     ("MIN_EFFECT", "min_effect"),
+    ("MIN_EFFECT_RELATIVE", "min_effect_relative"),
     ("ALERT_DIRECTION", "alert_direction"),
     ("BAND_CALIBRATION", "band_calibration"),
     ("ALERT_CLEAR_AFTER", "alert_clear_after"),
@@ -753,6 +756,14 @@ impl Settings {
                 "between 0 and 100 (percentage points)",
             ));
         }
+        if !(raw.min_effect_relative.is_finite() && (0.0..=10.0).contains(&raw.min_effect_relative))
+        {
+            return Err(range(
+                "min_effect_relative",
+                raw.min_effect_relative.to_string(),
+                "between 0 and 10 (a fraction of the forecast; 0 is off)",
+            ));
+        }
         for (key, v) in [
             ("alert_clear_after", raw.alert_clear_after.0),
             ("alert_cooldown", raw.alert_cooldown.0),
@@ -979,6 +990,7 @@ impl Settings {
                 multiplier: raw.threshold_multiplier,
                 sustained: raw.sustained_samples as u32,
                 min_effect: raw.min_effect,
+                min_effect_relative: raw.min_effect_relative,
                 direction: raw.alert_direction,
                 calibrate: raw.band_calibration,
                 clear_after: raw.alert_clear_after.0.round() as i64,
@@ -1330,6 +1342,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("alert_cooldown"), "{e}");
+        let s = load(
+            "",
+            &[("MIN_EFFECT_RELATIVE", "0.25")],
+            CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.decision.min_effect_relative, 0.25);
+        let e = load("min_effect_relative: -0.5\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.yaml: key `min_effect_relative`"), "{e}");
     }
 
     #[test]

@@ -95,6 +95,11 @@ pub struct DecisionSettings {
     /// Smallest deviation from the forecast that can flag, in the series'
     /// unit.
     pub min_effect: f64,
+    /// Where this fraction of the forecast is smaller than `min_effect`, it
+    /// is the smallest deviation instead: an idle host (forecast 0.5 %)
+    /// whose whole range sits under `min_effect` can still alert on a
+    /// jump that is large for it. 0: off.
+    pub min_effect_relative: f64,
     /// Which side may alert.
     pub direction: Side,
     /// Calibrate the band from recent out-of-sample residuals.
@@ -125,6 +130,7 @@ impl Default for DecisionSettings {
             multiplier: 2.0,
             sustained: 3,
             min_effect: 0.0,
+            min_effect_relative: 0.0,
             direction: Side::Both,
             calibrate: false,
             clear_after: 0,
@@ -132,6 +138,17 @@ impl Default for DecisionSettings {
             rebaseline_after: 0,
             likelihood: 0.0,
             likelihood_alone: 0.0,
+        }
+    }
+}
+
+impl DecisionSettings {
+    /// The smallest deviation that can flag where the forecast is `yhat`.
+    pub fn effect_floor(&self, yhat: f64) -> f64 {
+        if self.min_effect_relative > 0.0 {
+            self.min_effect.min(self.min_effect_relative * yhat.abs())
+        } else {
+            self.min_effect
         }
     }
 }
@@ -301,9 +318,8 @@ impl Decider {
         let mut d = self.detector.check(actual, yhat, lo, up);
         // 4. The likelihood statistics, on the score at the band's own width.
         self.learn(residual, half, d.score * self.s.multiplier, dt);
-        if d.is_anomaly
-            && (residual.abs() < self.s.min_effect || !self.s.direction.allows(d.direction))
-        {
+        let min_effect = self.s.effect_floor(yhat);
+        if d.is_anomaly && (residual.abs() < min_effect || !self.s.direction.allows(d.direction)) {
             d.is_anomaly = false;
             d.severity = Severity::Normal;
             d.confidence = 0.0;
@@ -316,7 +332,7 @@ impl Decider {
         };
         let strong = self.s.likelihood_alone > 0.0
             && self.tail() < self.s.likelihood_alone
-            && residual.abs() >= self.s.min_effect
+            && residual.abs() >= min_effect
             && self.s.direction.allows(side);
         let flag = d.is_anomaly || strong;
         // 5.–7. The alert state.
@@ -400,6 +416,7 @@ mod tests {
             multiplier: 2.0,
             sustained: 2,
             min_effect: 0.0,
+            min_effect_relative: 0.0,
             direction: Side::Both,
             calibrate: false,
             clear_after: 2 * STEP,
@@ -484,6 +501,38 @@ mod tests {
         let flags: Vec<bool> = v.iter().map(|x| x.detection.is_anomaly).collect();
         assert_eq!(flags, [false, false, false, false, true, true]);
         assert!(v[5].onset);
+    }
+
+    #[test]
+    fn an_idle_host_alerts_on_a_jump_under_min_effect_only_with_the_relative_floor() {
+        // A host idling at 0.5 % (band ±0.1) jumps to 2 %: 1.5 points, under
+        // a 3-point minimum effect, 3 times its own level.
+        let idle = |rel: f64| {
+            let mut d = Decider::new(DecisionSettings {
+                min_effect: 3.0,
+                min_effect_relative: rel,
+                ..settings()
+            });
+            [0.5, 0.52, 2.0, 2.0, 2.0]
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| d.update(i as i64 * STEP, v, 0.5, 0.4, 0.6, 0.95))
+                .filter(|x| x.onset)
+                .count()
+        };
+        assert_eq!(idle(0.0), 0, "absolute floor: never");
+        assert_eq!(idle(0.25), 1, "relative floor 0.125: one alert");
+        // At a 50 % forecast the relative floor (12.5) is above min_effect:
+        // the absolute 3 points still hold back a 2.5-point move.
+        let mut d = Decider::new(DecisionSettings {
+            min_effect: 3.0,
+            min_effect_relative: 0.25,
+            ..settings()
+        });
+        let v = judge(&mut d, &[52.5, 52.5, 52.5, 54.0, 54.0]);
+        let flags: Vec<bool> = v.iter().map(|x| x.detection.is_anomaly).collect();
+        assert_eq!(flags, [false, false, false, true, true]);
+        assert_eq!(DecisionSettings::default().effect_floor(0.5), 0.0);
     }
 
     #[test]

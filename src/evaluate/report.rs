@@ -124,6 +124,7 @@ impl<'a> From<&'a Metrics> for MetricsSummary<'a> {
 #[derive(Debug, Serialize)]
 struct Decision {
     min_effect: f64,
+    min_effect_relative: f64,
     alert_direction: &'static str,
     band_calibration: bool,
     alert_clear_after: i64,
@@ -367,6 +368,7 @@ pub fn write_all(
         sustained_samples: settings.sustained_samples,
         decision: Decision {
             min_effect: settings.decision.min_effect,
+            min_effect_relative: settings.decision.min_effect_relative,
             alert_direction: settings.decision.direction.as_str(),
             band_calibration: settings.decision.calibrate,
             alert_clear_after: settings.decision.clear_after,
