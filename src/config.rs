@@ -189,6 +189,7 @@ struct RawConfig {
     sustained_samples: i64,
     min_effect: f64,
     min_effect_relative: f64,
+    min_effect_peak_factor: f64,
     alert_direction: Side,
     band_calibration: bool,
     alert_clear_after: Secs,
@@ -250,7 +251,8 @@ impl Default for RawConfig {
             threshold_multiplier: 2.5,
             sustained_samples: 1,
             min_effect: 3.0,
-            min_effect_relative: 0.0,
+            min_effect_relative: 0.25,
+            min_effect_peak_factor: 1.5,
             alert_direction: Side::Both,
             band_calibration: false,
             alert_clear_after: Secs(1800.0),
@@ -447,6 +449,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SUSTAINED_SAMPLES", "sustained_samples"),
     ("MIN_EFFECT", "min_effect"),
     ("MIN_EFFECT_RELATIVE", "min_effect_relative"),
+    ("MIN_EFFECT_PEAK_FACTOR", "min_effect_peak_factor"),
     ("ALERT_DIRECTION", "alert_direction"),
     ("BAND_CALIBRATION", "band_calibration"),
     ("ALERT_CLEAR_AFTER", "alert_clear_after"),
@@ -764,6 +767,15 @@ impl Settings {
                 "between 0 and 10 (a fraction of the forecast; 0 is off)",
             ));
         }
+        if !(raw.min_effect_peak_factor.is_finite()
+            && (0.0..=10.0).contains(&raw.min_effect_peak_factor))
+        {
+            return Err(range(
+                "min_effect_peak_factor",
+                raw.min_effect_peak_factor.to_string(),
+                "between 0 and 10 (times the recent largest deviation; 0 is off)",
+            ));
+        }
         for (key, v) in [
             ("alert_clear_after", raw.alert_clear_after.0),
             ("alert_cooldown", raw.alert_cooldown.0),
@@ -991,6 +1003,7 @@ impl Settings {
                 sustained: raw.sustained_samples as u32,
                 min_effect: raw.min_effect,
                 min_effect_relative: raw.min_effect_relative,
+                peak_factor: raw.min_effect_peak_factor,
                 direction: raw.alert_direction,
                 calibrate: raw.band_calibration,
                 clear_after: raw.alert_clear_after.0.round() as i64,
@@ -1353,6 +1366,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c.yaml: key `min_effect_relative`"), "{e}");
+        let e = load("min_effect_peak_factor: 11\n", &[], CliOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.yaml: key `min_effect_peak_factor`"), "{e}");
     }
 
     #[test]

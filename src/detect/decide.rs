@@ -15,7 +15,10 @@
 //!    band gives (`E|Z|/z`), clamped to [`CAL_MIN`, `CAL_MAX`].
 //! 3. **Flag**: outside the band scaled by the multiplier (the original
 //!    rule), by at least `min_effect` (a move from 2 % to 4 % CPU is rarely an
-//!    incident), on a side `direction` allows.
+//!    incident), on a side `direction` allows. With `min_effect_relative`
+//!    the minimum is at most that fraction of the forecast (an idle host
+//!    can alert) but at least `peak_factor` times its recent largest
+//!    deviation (its normal spikes do not).
 //! 4. **Likelihood** (optional): how improbable the recent average score is
 //!    under the series' long-run score distribution (Numenta's anomaly
 //!    likelihood). A host that is often outside its band needs a larger
@@ -96,10 +99,17 @@ pub struct DecisionSettings {
     /// unit.
     pub min_effect: f64,
     /// Where this fraction of the forecast is smaller than `min_effect`, it
-    /// is the smallest deviation instead: an idle host (forecast 0.5 %)
-    /// whose whole range sits under `min_effect` can still alert on a
-    /// jump that is large for it. 0: off.
+    /// is the smallest deviation instead (but never under `peak_factor`
+    /// times the series' recent largest deviation): an idle host (forecast
+    /// 0.5 %) whose whole range sits under `min_effect` can still alert on
+    /// a jump that is large for it. 0: off.
     pub min_effect_relative: f64,
+    /// With `min_effect_relative`, a deviation must also be this many times
+    /// the largest one of about the past week outside the current
+    /// excursion (decaying with [`LONG_TAU`]): an idle host whose normal
+    /// day has spikes to 1.5 % does not page on the next one, only on one
+    /// well above them. 0: no such bound.
+    pub peak_factor: f64,
     /// Which side may alert.
     pub direction: Side,
     /// Calibrate the band from recent out-of-sample residuals.
@@ -131,6 +141,7 @@ impl Default for DecisionSettings {
             sustained: 3,
             min_effect: 0.0,
             min_effect_relative: 0.0,
+            peak_factor: 0.0,
             direction: Side::Both,
             calibrate: false,
             clear_after: 0,
@@ -143,10 +154,12 @@ impl Default for DecisionSettings {
 }
 
 impl DecisionSettings {
-    /// The smallest deviation that can flag where the forecast is `yhat`.
-    pub fn effect_floor(&self, yhat: f64) -> f64 {
+    /// The smallest deviation that can flag where the forecast is `yhat`
+    /// and the largest recent deviation (decayed) is `peak`.
+    pub fn effect_floor(&self, yhat: f64, peak: f64) -> f64 {
         if self.min_effect_relative > 0.0 {
-            self.min_effect.min(self.min_effect_relative * yhat.abs())
+            let relative = (self.min_effect_relative * yhat.abs()).max(self.peak_factor * peak);
+            self.min_effect.min(relative)
         } else {
             self.min_effect
         }
@@ -200,6 +213,12 @@ pub struct Decider {
     /// Samples seen and the last one's time.
     seen: u32,
     last_ts: Option<i64>,
+    /// Largest |residual| so far, decaying with [`LONG_TAU`], and the
+    /// largest of the current excursion (flags in a row or a firing alert),
+    /// which joins `peak` once the excursion is over: an incident does not
+    /// raise the bar against itself.
+    peak: f64,
+    pending: f64,
 }
 
 /// Mean |Z| / z for a normal band of mass `w`: the ratio a calibrated band
@@ -238,6 +257,8 @@ impl Decider {
             short: 0.0,
             seen: 0,
             last_ts: None,
+            peak: 0.0,
+            pending: 0.0,
         }
     }
 
@@ -318,7 +339,9 @@ impl Decider {
         let mut d = self.detector.check(actual, yhat, lo, up);
         // 4. The likelihood statistics, on the score at the band's own width.
         self.learn(residual, half, d.score * self.s.multiplier, dt);
-        let min_effect = self.s.effect_floor(yhat);
+        self.peak *= (-dt.max(0.0) / LONG_TAU).exp();
+        let min_effect = self.s.effect_floor(yhat, self.peak);
+        self.pending = self.pending.max(residual.abs());
         if d.is_anomaly && (residual.abs() < min_effect || !self.s.direction.allows(d.direction)) {
             d.is_anomaly = false;
             d.severity = Severity::Normal;
@@ -381,6 +404,10 @@ impl Decider {
                 self.below = u32::from(residual < 0.0);
             }
         }
+        if !self.firing && self.run == 0 {
+            self.peak = self.peak.max(self.pending);
+            self.pending = 0.0;
+        }
         Verdict {
             detection: d,
             yhat,
@@ -417,6 +444,7 @@ mod tests {
             sustained: 2,
             min_effect: 0.0,
             min_effect_relative: 0.0,
+            peak_factor: 0.0,
             direction: Side::Both,
             calibrate: false,
             clear_after: 2 * STEP,
@@ -532,7 +560,38 @@ mod tests {
         let v = judge(&mut d, &[52.5, 52.5, 52.5, 54.0, 54.0]);
         let flags: Vec<bool> = v.iter().map(|x| x.detection.is_anomaly).collect();
         assert_eq!(flags, [false, false, false, true, true]);
-        assert_eq!(DecisionSettings::default().effect_floor(0.5), 0.0);
+        assert_eq!(DecisionSettings::default().effect_floor(0.5, 1.0), 0.0);
+    }
+
+    #[test]
+    fn an_idle_host_with_daily_spikes_pages_only_on_one_well_above_them() {
+        // Idling at 0.2 % (band ±0.05) with a spike to 1.5 % every day; on
+        // day 4 a spike to 1.7 % (like the others), on day 6 one to 3 %.
+        let s = DecisionSettings {
+            min_effect: 3.0,
+            min_effect_relative: 0.25,
+            peak_factor: 1.5,
+            sustained: 1,
+            ..settings()
+        };
+        let mut d = Decider::new(s);
+        let per_day = 86_400 / STEP;
+        let mut onsets = Vec::new();
+        for i in 0..7 * per_day {
+            let (day, at) = (i / per_day, i % per_day);
+            let v = match (day, at) {
+                (4, 100) => 1.7,
+                (6, 100) => 3.0,
+                (_, 100) => 1.5,
+                _ => 0.2,
+            };
+            if d.update(i * STEP, v, 0.2, 0.15, 0.25, 0.95).onset {
+                onsets.push((day, at));
+            }
+        }
+        // The first spike pages (nothing known yet); the daily ones and the
+        // 1.7 do not (under 1.5 times the 1.3 seen); the 3 % one does.
+        assert_eq!(onsets, [(0, 100), (6, 100)]);
     }
 
     #[test]

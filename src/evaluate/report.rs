@@ -125,6 +125,7 @@ impl<'a> From<&'a Metrics> for MetricsSummary<'a> {
 struct Decision {
     min_effect: f64,
     min_effect_relative: f64,
+    min_effect_peak_factor: f64,
     alert_direction: &'static str,
     band_calibration: bool,
     alert_clear_after: i64,
@@ -369,6 +370,7 @@ pub fn write_all(
         decision: Decision {
             min_effect: settings.decision.min_effect,
             min_effect_relative: settings.decision.min_effect_relative,
+            min_effect_peak_factor: settings.decision.peak_factor,
             alert_direction: settings.decision.direction.as_str(),
             band_calibration: settings.decision.calibrate,
             alert_clear_after: settings.decision.clear_after,
