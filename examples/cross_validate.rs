@@ -26,9 +26,11 @@
 //! `LOW_LEVEL=1` adds as many generated hosts again (other seeds, the same
 //! incidents) scaled down so that they idle at 0.3-4 % (groups
 //! `low_<kind>`), like the NAB AWS series that live under the minimum
-//! effect. `RELATIVE=0,0.25` sets the grid's `min_effect_relative` values
-//! (default `0`: off). `MIN_PRECISION` sets the selection's precision
-//! floor (default 0.6).
+//! effect. `RELATIVE` sets the grid's `min_effect_relative` values
+//! (default `0,0.25`; `RELATIVE=0`: the floor off), `PEAKS` its
+//! `min_effect_peak_factor` values where the relative floor is on (default
+//! `1,1.5,2`), `MIN_PRECISION` the selection's precision floor (default
+//! 0.6).
 //!
 //! Diagnostics of the chosen setting: `VERBOSE=1` (per group and NAB series),
 //! `DIAG=1` (every onset against the windows), `DUMP=NAME:HOUR` (the
@@ -88,15 +90,31 @@ fn grid() -> Vec<Candidate> {
 fn decisions() -> Vec<DecisionSettings> {
     const HOUR: i64 = 3600;
     let relative: Vec<f64> = std::env::var("RELATIVE")
-        .unwrap_or_else(|_| "0".into())
+        .unwrap_or_else(|_| "0,0.25".into())
         .split(',')
         .map(|v| v.trim().parse().expect("RELATIVE: comma-separated numbers"))
+        .collect();
+    let peaks: Vec<f64> = std::env::var("PEAKS")
+        .unwrap_or_else(|_| "1,1.5,2".into())
+        .split(',')
+        .map(|v| v.trim().parse().expect("PEAKS: comma-separated numbers"))
+        .collect();
+    // The peak factor matters only with the relative floor.
+    let floors: Vec<(f64, f64)> = relative
+        .iter()
+        .flat_map(|&r| {
+            if r > 0.0 {
+                peaks.iter().map(|&p| (r, p)).collect()
+            } else {
+                vec![(0.0, 0.0)]
+            }
+        })
         .collect();
     let mut out = Vec::new();
     for &multiplier in &[2.0, 2.5, 3.0] {
         for &sustained in &[1, 2] {
             for &min_effect in &[3.0, 6.0] {
-                for &min_effect_relative in &relative {
+                for &(min_effect_relative, peak_factor) in &floors {
                     for &cooldown in &[2 * HOUR, 6 * HOUR, 24 * HOUR] {
                         for &rebaseline_after in &[0, 2 * HOUR] {
                             for &likelihood in &[0.0, 0.05, 0.02, 0.01, 0.003] {
@@ -106,6 +124,7 @@ fn decisions() -> Vec<DecisionSettings> {
                                         sustained,
                                         min_effect,
                                         min_effect_relative,
+                                        peak_factor,
                                         direction: Side::Both,
                                         calibrate: false,
                                         clear_after: HOUR / 2,
@@ -128,12 +147,13 @@ fn decisions() -> Vec<DecisionSettings> {
 fn describe(c: &Candidate) -> String {
     let s = &c.decision;
     format!(
-        "trend {} m {} N {} effect {} relative {} calib {} clear {} cooldown {} rebaseline {} likelihood {} alone {}",
+        "trend {} m {} N {} effect {} relative {} peak {} calib {} clear {} cooldown {} rebaseline {} likelihood {} alone {}",
         c.trend.as_str(),
         s.multiplier,
         s.sustained,
         s.min_effect,
         s.min_effect_relative,
+        s.peak_factor,
         s.calibrate,
         s.clear_after,
         s.cooldown,
@@ -516,7 +536,7 @@ fn main() {
     }
     if std::env::var_os("EXPLORE").is_some() {
         // In-sample: the best setting by NAB for each value of one knob.
-        let knobs: [Knob; 10] = [
+        let knobs: [Knob; 11] = [
             ("cooldown", &|c| c.decision.cooldown as f64),
             ("flat", &|c| {
                 f64::from(u8::from(c.trend == FutureTrend::Flat))
@@ -534,6 +554,7 @@ fn main() {
                 s.min_effect
             }),
             ("relative", &|c| c.decision.min_effect_relative),
+            ("peak", &|c| c.decision.peak_factor),
             ("calib", &|c| {
                 let s = &c.decision;
                 f64::from(u8::from(s.calibrate))
