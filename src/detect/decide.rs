@@ -1,6 +1,6 @@
 //! The decision path: from a sample and its forecast band to a verdict and
 //! alert events. One implementation, used by `--mode evaluate` and by the
-//! monitor (per series, about a hundred bytes of state).
+//! monitor (per series, about two hundred bytes of state).
 //!
 //! Durations are in seconds of the samples' own timestamps, so one
 //! configuration means the same at 30-second polls and on 5-minute history.
