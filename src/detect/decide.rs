@@ -18,7 +18,8 @@
 //!    incident), on a side `direction` allows. With `min_effect_relative`
 //!    the minimum is at most that fraction of the forecast (an idle host
 //!    can alert) but at least `peak_factor` times its recent largest
-//!    deviation (its normal spikes do not).
+//!    deviation (its normal spikes do not), once a day of the series has
+//!    been seen ([`RELATIVE_WARMUP`]).
 //! 4. **Likelihood** (optional): how improbable the recent average score is
 //!    under the series' long-run score distribution (Numenta's anomaly
 //!    likelihood). A host that is often outside its band needs a larger
@@ -56,6 +57,11 @@ pub const LONG_TAU: f64 = 7.0 * 86_400.0;
 pub const SHORT_TAU: f64 = 1_350.0;
 /// Scores above this count as this much in the likelihood statistics.
 pub const SCORE_CLIP: f64 = 10.0;
+/// Seconds of a series' own samples before a minimum effect below
+/// `min_effect` (the relative floor) applies: a day, so the peak bound
+/// has seen the host's normal daily spikes (a restarted monitor does not
+/// page once for every idle host's first spike).
+pub const RELATIVE_WARMUP: i64 = 86_400;
 
 /// Which deviations may alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -219,6 +225,8 @@ pub struct Decider {
     /// raise the bar against itself.
     peak: f64,
     pending: f64,
+    /// The first sample's time (for [`RELATIVE_WARMUP`]).
+    first_ts: Option<i64>,
 }
 
 /// Mean |Z| / z for a normal band of mass `w`: the ratio a calibrated band
@@ -259,6 +267,7 @@ impl Decider {
             last_ts: None,
             peak: 0.0,
             pending: 0.0,
+            first_ts: None,
         }
     }
 
@@ -324,6 +333,7 @@ impl Decider {
     ) -> Verdict {
         let dt = self.last_ts.map_or(0.0, |t| (ts - t) as f64);
         self.last_ts = Some(ts);
+        let first_ts = *self.first_ts.get_or_insert(ts);
         // 1. The accepted level.
         let (yhat, lower, upper) = (yhat + self.offset, lower + self.offset, upper + self.offset);
         // 2. Calibration from past residuals (this one is learnt after).
@@ -340,7 +350,11 @@ impl Decider {
         // 4. The likelihood statistics, on the score at the band's own width.
         self.learn(residual, half, d.score * self.s.multiplier, dt);
         self.peak *= (-dt.max(0.0) / LONG_TAU).exp();
-        let min_effect = self.s.effect_floor(yhat, self.peak);
+        let min_effect = if ts - first_ts >= RELATIVE_WARMUP {
+            self.s.effect_floor(yhat, self.peak)
+        } else {
+            self.s.min_effect
+        };
         self.pending = self.pending.max(residual.abs());
         if d.is_anomaly && (residual.abs() < min_effect || !self.s.direction.allows(d.direction)) {
             d.is_anomaly = false;
@@ -534,22 +548,27 @@ mod tests {
     #[test]
     fn an_idle_host_alerts_on_a_jump_under_min_effect_only_with_the_relative_floor() {
         // A host idling at 0.5 % (band ±0.1) jumps to 2 %: 1.5 points, under
-        // a 3-point minimum effect, 3 times its own level.
-        let idle = |rel: f64| {
+        // a 3-point minimum effect, 3 times its own level; after `quiet`
+        // samples of idling.
+        let idle = |rel: f64, quiet: usize| {
             let mut d = Decider::new(DecisionSettings {
                 min_effect: 3.0,
                 min_effect_relative: rel,
                 ..settings()
             });
-            [0.5, 0.52, 2.0, 2.0, 2.0]
+            let mut values = vec![0.5; quiet];
+            values.extend([0.52, 2.0, 2.0, 2.0]);
+            values
                 .iter()
                 .enumerate()
                 .map(|(i, &v)| d.update(i as i64 * STEP, v, 0.5, 0.4, 0.6, 0.95))
                 .filter(|x| x.onset)
                 .count()
         };
-        assert_eq!(idle(0.0), 0, "absolute floor: never");
-        assert_eq!(idle(0.25), 1, "relative floor 0.125: one alert");
+        let day = (RELATIVE_WARMUP / STEP) as usize;
+        assert_eq!(idle(0.0, day), 0, "absolute floor: never");
+        assert_eq!(idle(0.25, day), 1, "relative floor 0.125: one alert");
+        assert_eq!(idle(0.25, 10), 0, "within the first day: absolute floor");
         // At a 50 % forecast the relative floor (12.5) is above min_effect:
         // the absolute 3 points still hold back a 2.5-point move.
         let mut d = Decider::new(DecisionSettings {
@@ -589,9 +608,22 @@ mod tests {
                 onsets.push((day, at));
             }
         }
-        // The first spike pages (nothing known yet); the daily ones and the
-        // 1.7 do not (under 1.5 times the 1.3 seen); the 3 % one does.
-        assert_eq!(onsets, [(0, 100), (6, 100)]);
+        // The first day's spike only teaches the peak (warm-up); the daily
+        // ones and the 1.7 do not page (under 1.5 times the 1.3 seen); the
+        // 3 % one does.
+        assert_eq!(onsets, [(6, 100)]);
+        // Without the peak bound every spike after the first day pages.
+        let mut d = Decider::new(DecisionSettings {
+            peak_factor: 0.0,
+            ..s
+        });
+        let pages = (0..7 * per_day)
+            .filter(|&i| {
+                let v = if i % per_day == 100 { 1.5 } else { 0.2 };
+                d.update(i * STEP, v, 0.2, 0.15, 0.25, 0.95).onset
+            })
+            .count();
+        assert_eq!(pages, 6);
     }
 
     #[test]
