@@ -114,7 +114,7 @@ fn decisions() -> Vec<DecisionSettings> {
     for &multiplier in &[2.0, 2.5, 3.0] {
         for &sustained in &[1, 2] {
             for &min_effect in &[3.0, 6.0] {
-                for &(min_effect_relative, peak_factor) in &floors {
+                for &(min_effect_relative, min_effect_peak_factor) in &floors {
                     for &cooldown in &[2 * HOUR, 6 * HOUR, 24 * HOUR] {
                         for &rebaseline_after in &[0, 2 * HOUR] {
                             for &likelihood in &[0.0, 0.05, 0.02, 0.01, 0.003] {
@@ -124,7 +124,7 @@ fn decisions() -> Vec<DecisionSettings> {
                                         sustained,
                                         min_effect,
                                         min_effect_relative,
-                                        peak_factor,
+                                        min_effect_peak_factor,
                                         direction: Side::Both,
                                         calibrate: false,
                                         clear_after: HOUR / 2,
@@ -153,7 +153,7 @@ fn describe(c: &Candidate) -> String {
         s.sustained,
         s.min_effect,
         s.min_effect_relative,
-        s.peak_factor,
+        s.min_effect_peak_factor,
         s.calibrate,
         s.clear_after,
         s.cooldown,
@@ -554,7 +554,7 @@ fn main() {
                 s.min_effect
             }),
             ("relative", &|c| c.decision.min_effect_relative),
-            ("peak", &|c| c.decision.peak_factor),
+            ("peak", &|c| c.decision.min_effect_peak_factor),
             ("calib", &|c| {
                 let s = &c.decision;
                 f64::from(u8::from(s.calibrate))

@@ -759,22 +759,21 @@ impl Settings {
                 "between 0 and 100 (percentage points)",
             ));
         }
-        if !(raw.min_effect_relative.is_finite() && (0.0..=10.0).contains(&raw.min_effect_relative))
-        {
-            return Err(range(
+        for (key, v, expected) in [
+            (
                 "min_effect_relative",
-                raw.min_effect_relative.to_string(),
+                raw.min_effect_relative,
                 "between 0 and 10 (a fraction of the forecast; 0 is off)",
-            ));
-        }
-        if !(raw.min_effect_peak_factor.is_finite()
-            && (0.0..=10.0).contains(&raw.min_effect_peak_factor))
-        {
-            return Err(range(
+            ),
+            (
                 "min_effect_peak_factor",
-                raw.min_effect_peak_factor.to_string(),
+                raw.min_effect_peak_factor,
                 "between 0 and 10 (times the recent largest deviation; 0 is off)",
-            ));
+            ),
+        ] {
+            if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
+                return Err(range(key, v.to_string(), expected));
+            }
         }
         for (key, v) in [
             ("alert_clear_after", raw.alert_clear_after.0),
@@ -1003,7 +1002,7 @@ impl Settings {
                 sustained: raw.sustained_samples as u32,
                 min_effect: raw.min_effect,
                 min_effect_relative: raw.min_effect_relative,
-                peak_factor: raw.min_effect_peak_factor,
+                min_effect_peak_factor: raw.min_effect_peak_factor,
                 direction: raw.alert_direction,
                 calibrate: raw.band_calibration,
                 clear_after: raw.alert_clear_after.0.round() as i64,
@@ -1362,14 +1361,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.decision.min_effect_relative, 0.25);
-        let e = load("min_effect_relative: -0.5\n", &[], CliOverrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("c.yaml: key `min_effect_relative`"), "{e}");
-        let e = load("min_effect_peak_factor: 11\n", &[], CliOverrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("c.yaml: key `min_effect_peak_factor`"), "{e}");
+        for (text, key) in [
+            ("min_effect_relative: -0.5\n", "min_effect_relative"),
+            ("min_effect_peak_factor: 11\n", "min_effect_peak_factor"),
+        ] {
+            let e = load(text, &[], CliOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("c.yaml: key `{key}`")), "{e}");
+        }
     }
 
     #[test]

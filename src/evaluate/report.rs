@@ -370,7 +370,7 @@ pub fn write_all(
         decision: Decision {
             min_effect: settings.decision.min_effect,
             min_effect_relative: settings.decision.min_effect_relative,
-            min_effect_peak_factor: settings.decision.peak_factor,
+            min_effect_peak_factor: settings.decision.min_effect_peak_factor,
             alert_direction: settings.decision.direction.as_str(),
             band_calibration: settings.decision.calibrate,
             alert_clear_after: settings.decision.clear_after,
