@@ -35,6 +35,9 @@
 //!    all on one side, is a level shift: the mean residual of the alert is
 //!    taken as the new baseline (until the next refit, which sees the new
 //!    level) and the alert resolves once samples sit inside the moved band.
+//!    A series back inside the model's own band, on the far side of the
+//!    moved one, has recovered: the shift is dropped and the return does
+//!    not page.
 
 use serde::{Deserialize, Serialize};
 
@@ -335,10 +338,25 @@ impl Decider {
         let dt = self.last_ts.map_or(0.0, |t| (ts - t) as f64);
         self.last_ts = Some(ts);
         let first_ts = *self.first_ts.get_or_insert(ts);
-        // 1. The accepted level.
-        let (yhat, lower, upper) = (yhat + self.offset, lower + self.offset, upper + self.offset);
-        // 2. Calibration from past residuals (this one is learnt after).
+        // The calibration factor from past residuals (this one is learnt
+        // after), used in 1 and 2.
         let k = self.calibration(interval_width);
+        // 1. The accepted level, unless the series is back inside the
+        // model's own band on the far side of the moved one: the shift
+        // ended, the host recovered (not a new incident).
+        if self.offset != 0.0 {
+            let inside = |off: f64| {
+                let y = yhat + off;
+                let (lo, up) = (y - k * (yhat - lower), y + k * (upper - yhat));
+                !self.detector.check(actual, y, lo, up).is_anomaly
+            };
+            let back = (actual - yhat - self.offset) * self.offset < 0.0;
+            if back && inside(0.0) && !inside(self.offset) {
+                self.offset = 0.0;
+            }
+        }
+        let (yhat, lower, upper) = (yhat + self.offset, lower + self.offset, upper + self.offset);
+        // 2. Calibration.
         let (lo, up) = (yhat - k * (yhat - lower), yhat + k * (upper - yhat));
         let residual = actual - yhat;
         let half = if residual >= 0.0 {

@@ -214,6 +214,35 @@ fn a_level_shift_alerts_once_then_becomes_the_baseline() {
 }
 
 #[test]
+fn a_host_back_at_its_old_level_after_a_shift_has_recovered_and_does_not_page() {
+    let s = DecisionSettings {
+        rebaseline_after: 6 * STEP,
+        ..settings()
+    };
+    let mut d = Decider::new(s);
+    let mut values = vec![50.0; 10];
+    values.extend(vec![70.0; 100]);
+    values.extend(vec![50.0; 100]);
+    let v = judge(&mut d, &values);
+    let onsets: Vec<usize> = (0..v.len()).filter(|&i| v[i].onset).collect();
+    assert_eq!(
+        onsets.len(),
+        1,
+        "the shift pages, the return does not: {onsets:?}"
+    );
+    assert!(onsets[0] < 110);
+    assert_eq!(
+        d.offset(),
+        0.0,
+        "judged against the model's own level again"
+    );
+    assert!(v[110..].iter().all(|x| !x.detection.is_anomaly && !x.alert));
+    // Falling below the old level is still an incident.
+    let v = judge_from(&mut d, 210 * STEP, &[30.0; 10]);
+    assert_eq!(v.iter().filter(|x| x.onset).count(), 1);
+}
+
+#[test]
 fn calibration_widens_a_band_that_is_too_narrow() {
     let s = DecisionSettings {
         calibrate: true,
