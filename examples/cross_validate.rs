@@ -36,6 +36,10 @@
 //! `DIAG=1` (every onset against the windows), `DUMP=NAME:HOUR` (the
 //! decision path sample by sample around HOUR), `EXPLORE=1` (the best
 //! setting per value of each knob, in-sample).
+//!
+//! `WARM=1` (an experiment; evaluate and the monitor do not do this yet):
+//! each series' decision state first learns from its training part against
+//! the in-sample forecast ([`cpu_anomaly::detect::Decider::end_warm_up`]).
 
 use std::path::Path;
 
@@ -61,6 +65,7 @@ struct Dev {
     first: usize,
     /// Per trend variant (linear, flat): the forecast and its refits.
     forecasts: Vec<(cpu_anomaly::forecast::Forecast, Vec<usize>)>,
+    learn: cpu_anomaly::forecast::Forecast,
 }
 
 /// A candidate: the trend variant and the decision settings.
@@ -225,14 +230,53 @@ fn load(nab_dir: &Path, per_kind: u64) -> Vec<Loaded> {
 /// The decision path of `c` over the scored part of `d`.
 fn verdicts(d: &Dev, c: &Candidate, interval_width: f64) -> Vec<Verdict> {
     let (forecast, refits) = &d.forecasts[usize::from(c.trend == FutureTrend::Flat)];
-    evaluate::decide_all(
-        forecast,
-        &d.series.values[d.first..],
-        refits,
-        &c.decision,
-        interval_width,
-        d.series.unit,
-    )
+    if std::env::var_os("WARM").is_none() {
+        return evaluate::decide_all(
+            forecast,
+            &d.series.values[d.first..],
+            refits,
+            &c.decision,
+            interval_width,
+            d.series.unit,
+        );
+    }
+    let s = cpu_anomaly::detect::DecisionSettings {
+        min_effect: c.decision.min_effect * d.series.unit.full_scale() / 100.0,
+        ..c.decision
+    };
+    let mut dec = cpu_anomaly::detect::Decider::new(s);
+    let l = &d.learn;
+    for i in 0..l.timestamps.len().min(d.first) {
+        dec.update(
+            l.timestamps[i],
+            d.series.values[i],
+            l.yhat[i],
+            l.lower[i],
+            l.upper[i],
+            interval_width,
+        );
+    }
+    dec.end_warm_up();
+    let mut next = refits.iter().copied().peekable();
+    d.series.values[d.first..]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            while next.peek().is_some_and(|&r| r <= i) {
+                if next.next().is_some_and(|r| r == i && i > 0) {
+                    dec.refitted();
+                }
+            }
+            dec.update(
+                forecast.timestamps[i],
+                v,
+                forecast.yhat[i],
+                forecast.lower[i],
+                forecast.upper[i],
+                interval_width,
+            )
+        })
+        .collect()
 }
 
 fn outcome(d: &Dev, c: &Candidate, interval_width: f64) -> Outcome {
@@ -372,11 +416,13 @@ fn main() {
         .into_iter()
         .map(|(name, group, series, windows)| {
             let first = ((series.len() as f64 * 0.15) as usize).max(MIN_FIT_POINTS);
+            let mut learn = Default::default();
             let forecasts = trainers
                 .iter()
                 .map(|t| {
                     let wf = evaluate::walk_forward(t, &series, first, Some(86_400))
                         .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    learn = wf.learn;
                     (wf.scored, wf.refits)
                 })
                 .collect();
@@ -387,6 +433,7 @@ fn main() {
                 windows,
                 first,
                 forecasts,
+                learn,
             }
         })
         .collect();

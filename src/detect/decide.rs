@@ -294,6 +294,22 @@ impl Decider {
         1.0 - distrs::Normal::cdf(z, 0.0, 1.0)
     }
 
+    /// Ends a warm-up on a series' history (its samples judged against the
+    /// model's in-sample forecast): what was learnt about the series stays
+    /// (score statistics, calibration, largest deviation, first sample
+    /// time), the alert state and any accepted level are forgotten, so
+    /// history never pages. Used by `examples/cross_validate.rs` (`WARM=1`);
+    /// neither evaluate nor the monitor warms up yet.
+    pub fn end_warm_up(&mut self) {
+        self.run = 0;
+        self.firing = false;
+        self.resolved_at = None;
+        (self.sum, self.count, self.above, self.below) = (0.0, 0, 0, 0);
+        self.offset = 0.0;
+        self.peak = self.peak.max(self.pending);
+        self.pending = 0.0;
+    }
+
     /// The accepted level shift.
     pub fn offset(&self) -> f64 {
         self.offset

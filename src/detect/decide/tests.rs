@@ -243,6 +243,33 @@ fn a_host_back_at_its_old_level_after_a_shift_has_recovered_and_does_not_page() 
 }
 
 #[test]
+fn a_warm_up_on_history_keeps_what_was_learnt_and_forgets_the_alert() {
+    let s = DecisionSettings {
+        sustained: 1,
+        likelihood: 0.05,
+        min_effect: 3.0,
+        ..settings()
+    };
+    // Two days of ordinary wiggle, ending in an alert in progress.
+    let mut history: Vec<f64> = (0..576)
+        .map(|i| 50.0 + 0.3 * ((i * 7 % 11) as f64 - 5.0) / 5.0)
+        .collect();
+    history.extend([56.0, 56.0]);
+    let mut d = Decider::new(s);
+    let v = judge(&mut d, &history);
+    assert!(v.last().unwrap().alert);
+    d.end_warm_up();
+    assert_eq!(d.offset(), 0.0);
+    // Judging starts with the statistics warm (the likelihood stage acts
+    // on the first sample) and no alert in progress.
+    let fresh = judge_from(&mut Decider::new(s), 0, &[50.0, 53.0]);
+    let warm = judge_from(&mut d, 578 * STEP, &[50.0, 53.0]);
+    assert!(!warm[0].alert && !warm[0].resolved);
+    assert!(!fresh[1].onset, "a fresh state waits for its warm-up");
+    assert!(warm[1].onset, "a warmed state judges at once");
+}
+
+#[test]
 fn calibration_widens_a_band_that_is_too_narrow() {
     let s = DecisionSettings {
         calibrate: true,
