@@ -2,7 +2,7 @@
 # Leave-series-out cross-validation of the alert decision settings over the
 # development data (NAB dev series + generated incident series): prints the
 # held-out NAB score and event metrics per fold, mean ± sd, and the setting
-# chosen on all the data (the shipped default). See examples/cross_validate.rs.
+# chosen on all the data (the shipped default). See examples/cross_validate/.
 #
 #   bench/cross_validate.sh [NAB_DIR] [GENERATED_PER_KIND] [FOLDS]
 set -euo pipefail

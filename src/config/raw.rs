@@ -184,7 +184,7 @@ impl Default for RawConfig {
             dashboard_url: String::new(),
             retrain_interval: Secs(86_400.0),
             // The decision path chosen by leave-series-out cross-validation
-            // (README "Detection quality", examples/cross_validate.rs).
+            // (README "Detection quality", examples/cross_validate/).
             threshold_multiplier: 2.5,
             sustained_samples: 1,
             min_effect: 3.0,

@@ -298,7 +298,7 @@ impl Decider {
     /// model's in-sample forecast): what was learnt about the series stays
     /// (score statistics, calibration, largest deviation, first sample
     /// time), the alert state and any accepted level are forgotten, so
-    /// history never pages. Used by `examples/cross_validate.rs` (`WARM=1`);
+    /// history never pages. Used by `examples/cross_validate/` (`WARM=1`);
     /// neither evaluate nor the monitor warms up yet.
     pub fn end_warm_up(&mut self) {
         self.run = 0;
