@@ -191,12 +191,28 @@ pub fn decide_all(
     interval_width: f64,
     unit: Unit,
 ) -> Vec<Verdict> {
-    // min_effect is in percentage points; fractions of a CPU scale it.
-    let s = DecisionSettings {
+    let d = Decider::new(in_unit(settings, unit));
+    decide_with(d, forecast, values, refits, interval_width)
+}
+
+/// `settings` for a series in `unit`: `min_effect` is in percentage
+/// points, fractions of a CPU scale it.
+pub fn in_unit(settings: &DecisionSettings, unit: Unit) -> DecisionSettings {
+    DecisionSettings {
         min_effect: settings.min_effect * unit.full_scale() / 100.0,
         ..*settings
-    };
-    let mut d = Decider::new(s);
+    }
+}
+
+/// [`decide_all`] from a given decision state `d` (settings already
+/// [`in_unit`]).
+pub fn decide_with(
+    mut d: Decider,
+    forecast: &Forecast,
+    values: &[f64],
+    refits: &[usize],
+    interval_width: f64,
+) -> Vec<Verdict> {
     let mut next = refits.iter().copied().peekable();
     values
         .iter()

@@ -106,10 +106,7 @@ pub(crate) fn verdicts(d: &Dev, c: &Candidate, interval_width: f64) -> Vec<Verdi
             d.series.unit,
         );
     }
-    let s = cpu_anomaly::detect::DecisionSettings {
-        min_effect: c.decision.min_effect * d.series.unit.full_scale() / 100.0,
-        ..c.decision
-    };
+    let s = evaluate::in_unit(&c.decision, d.series.unit);
     let mut dec = cpu_anomaly::detect::Decider::new(s);
     let l = &d.learn;
     for i in 0..l.timestamps.len().min(d.first) {
@@ -123,26 +120,13 @@ pub(crate) fn verdicts(d: &Dev, c: &Candidate, interval_width: f64) -> Vec<Verdi
         );
     }
     dec.end_warm_up();
-    let mut next = refits.iter().copied().peekable();
-    d.series.values[d.first..]
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            while next.peek().is_some_and(|&r| r <= i) {
-                if next.next().is_some_and(|r| r == i && i > 0) {
-                    dec.refitted();
-                }
-            }
-            dec.update(
-                forecast.timestamps[i],
-                v,
-                forecast.yhat[i],
-                forecast.lower[i],
-                forecast.upper[i],
-                interval_width,
-            )
-        })
-        .collect()
+    evaluate::decide_with(
+        dec,
+        forecast,
+        &d.series.values[d.first..],
+        refits,
+        interval_width,
+    )
 }
 
 pub(crate) fn outcome(d: &Dev, c: &Candidate, interval_width: f64) -> Outcome {
