@@ -140,7 +140,12 @@ fn a_fleet_warms_up_each_host_on_its_own_history() {
         }
     }
     // Each forecast follows its own host: near its normal level, so a host
-    // with a distinctive level gets its own yhat.
+    // with a distinctive level gets its own yhat. Seven days of history give
+    // no weekly cycle (that needs two weeks: README, `--mode monitor`), so for some
+    // hours after a weekend starts or ends the forecast still carries the
+    // level of the day before: near the host's level now, a day ago, or
+    // between the two. (Run at Monday 00:20 UTC, 80 of 250 forecasts sat at
+    // the weekend's level.)
     let lines = metric_lines(dir);
     let mut close = 0;
     for h in &hosts {
@@ -157,7 +162,9 @@ fn a_fleet_warms_up_each_host_on_its_own_history() {
         .unwrap()
         .and_utc()
         .timestamp();
-        if (yhat - h.normal_at(t)).abs() <= 3.0 * h.noise_sd + 2.0 {
+        let (now, day_ago) = (h.normal_at(t), h.normal_at(t - 86_400));
+        let tol = 3.0 * h.noise_sd + 2.0;
+        if yhat >= now.min(day_ago) - tol && yhat <= now.max(day_ago) + tol {
             close += 1;
         }
     }
