@@ -178,7 +178,12 @@ fn fit_params<O: augurs_prophet::Optimizer>(
         y_scale,
         captured: captured.clone(),
     };
-    let mut prophet = Prophet::new(prophet_options(settings)?, optimizer);
+    let span = match (ds.first(), ds.last()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0,
+    };
+    let options = prophet_options(settings, span)?;
+    let mut prophet = Prophet::new(options, optimizer);
     prophet.fit(TrainingData::new(ds, y)?, OptimizeOpts::default())?;
     drop(prophet);
     let taken = captured.borrow_mut().take();
@@ -203,6 +208,13 @@ fn sorted(timestamps: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
     pairs.into_iter().unzip()
 }
 
+/// How many seconds of history turn an `auto` weekly cycle on: one week.
+/// Prophet waits for two, but the monitor fetches one week
+/// (`prometheus_history`), and without a weekly cycle a host's weekend drop
+/// is learnt as a level shift that its flat future then carries into
+/// Monday.
+pub const WEEKLY_FROM: i64 = 7 * 86_400;
+
 fn seasonality(s: Seasonality) -> SeasonalityOption {
     match s {
         Seasonality::Auto => SeasonalityOption::Auto,
@@ -211,7 +223,8 @@ fn seasonality(s: Seasonality) -> SeasonalityOption {
     }
 }
 
-fn prophet_options(s: &ProphetSettings) -> Result<ProphetOptions, ForecastError> {
+/// augurs' options for `s` on a history spanning `span` seconds.
+fn prophet_options(s: &ProphetSettings, span: i64) -> Result<ProphetOptions, ForecastError> {
     let pf = |v: f64| {
         PositiveFloat::try_new(v).map_err(|e| {
             ForecastError::Prophet(augurs_prophet::Error::OptimizationFailed(e.to_string()))
@@ -219,7 +232,10 @@ fn prophet_options(s: &ProphetSettings) -> Result<ProphetOptions, ForecastError>
     };
     Ok(ProphetOptions {
         daily_seasonality: seasonality(s.daily_seasonality),
-        weekly_seasonality: seasonality(s.weekly_seasonality),
+        weekly_seasonality: match s.weekly_seasonality {
+            Seasonality::Auto if span >= WEEKLY_FROM => SeasonalityOption::Manual(true),
+            other => seasonality(other),
+        },
         yearly_seasonality: seasonality(s.yearly_seasonality),
         changepoint_prior_scale: pf(s.changepoint_prior_scale)?,
         seasonality_prior_scale: pf(s.seasonality_prior_scale)?,
@@ -472,7 +488,8 @@ mod tests {
             y_scale: ys.iter().fold(0.0f64, |a, v| a.max(v.abs())),
             captured: captured.clone(),
         };
-        let mut prophet = Prophet::new(prophet_options(settings).unwrap(), optimizer);
+        let span = ts.last().unwrap() - ts.first().unwrap();
+        let mut prophet = Prophet::new(prophet_options(settings, span).unwrap(), optimizer);
         prophet
             .fit(
                 TrainingData::new(ts.to_vec(), ys.to_vec()).unwrap(),
@@ -486,9 +503,12 @@ mod tests {
     #[test]
     fn parameters_forecast_exactly_what_augurs_forecasts() {
         use rand::SeedableRng;
-        let cases: [(i64, i64, Seasonality, &[&str]); 4] = [
+        let cases: [(i64, i64, Seasonality, &[&str]); 6] = [
             (3, 600, Seasonality::Auto, &["daily"]),
             (20, 1800, Seasonality::Auto, &["daily", "weekly"]),
+            // A weekly cycle from one week of history (Prophet: two).
+            (6, 600, Seasonality::Auto, &["daily"]),
+            (8, 600, Seasonality::Auto, &["daily", "weekly"]),
             (1, 300, Seasonality::On, &["weekly"]),
             // No seasonality at all: augurs fits one all-zero feature column.
             (1, 600, Seasonality::Auto, &[]),

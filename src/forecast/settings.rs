@@ -7,8 +7,9 @@ use serde::Deserialize;
 use super::optimizer::OptimizerKind;
 
 /// Whether to fit a seasonal component: `true`, `false`, or `auto` (Prophet's
-/// rule: daily with ≥ 2 days of sub-daily history, weekly with ≥ 2 weeks,
-/// yearly with ≥ 2 years).
+/// rule: daily with ≥ 2 days of sub-daily history, yearly with ≥ 2 years;
+/// weekly with ≥ 1 week, where Prophet waits for 2:
+/// [`crate::forecast::prophet::WEEKLY_FROM`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Seasonality {
     /// Decide from the history's length and spacing.
