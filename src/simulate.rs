@@ -467,6 +467,27 @@ pub struct LabelledSeries {
     pub windows: Vec<(i64, i64)>,
 }
 
+/// The host of [`incident_series`]`(kind, seed)`, starting at `start`.
+fn incident_host(kind: IncidentKind, seed: u64, start: i64) -> FleetHost {
+    let mut host = FleetHost::new(
+        seed as usize,
+        0xD1CE ^ (kind as u64) << 32,
+        start,
+        start + 1,
+    );
+    if kind == IncidentKind::BrokenSeason {
+        // A cycle that can visibly break: a swing of at least the size every
+        // other incident has (15 points or 6 noise sds), as far as the
+        // host's level leaves room between 0 and 100 %.
+        let swing = (15.0f64).max(6.0 * host.noise_sd);
+        host.daily_amplitude = host
+            .daily_amplitude
+            .max(swing / 2.0)
+            .min(host.base.min(100.0 - host.base));
+    }
+    host
+}
+
 /// 14 days of 5-minute CPU (4032 points, like NAB's AWS series) of a host
 /// with its own shape (as [`FleetHost`]), and two incidents of `kind` in the
 /// scored part (after the first 20 %), at least two days apart.
@@ -474,12 +495,7 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
     const STEP: i64 = 300;
     const LEN: usize = 4032;
     let start = 1_748_822_400; // a Monday
-    let host = FleetHost::new(
-        seed as usize,
-        0xD1CE ^ (kind as u64) << 32,
-        start,
-        start + 1,
-    );
+    let host = incident_host(kind, seed, start);
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix(seed ^ ((kind as u64) << 40)));
     let timestamps: Vec<i64> = (0..LEN as i64).map(|k| start + k * STEP).collect();
     let noise = Normal::new(0.0, host.noise_sd).expect("finite sd");
@@ -498,7 +514,8 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
     // Big enough to matter to an SRE, small enough to be a test: at least
     // 15 points, or 6 noise sds if the host is noisy.
     let size = |rng: &mut ChaCha8Rng| rng.random_range(1.0..2.0) * (15.0f64).max(6.0 * sd);
-    for &o in &onsets {
+    for onset in &mut onsets {
+        let mut o = *onset;
         let sign = if host.base > 50.0 || rng.random_bool(0.3) {
             -1.0
         } else {
@@ -534,7 +551,17 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
                 }
             }
             IncidentKind::BrokenSeason => {
-                // The day's cycle is replaced by the night's level.
+                // The day's cycle is replaced by the night's level, from the
+                // first moment the missing day is visible: half its swing
+                // away, 6 hours either side of the busiest hour.
+                let visible = |t: i64| {
+                    let hour = t.rem_euclid(86_400) as f64 / 3600.0;
+                    (hour - host.peak_hour + 36.0).rem_euclid(24.0) - 12.0
+                };
+                while o < LEN - day && visible(timestamps[o]).abs() > 6.0 {
+                    o += 1;
+                }
+                *onset = o;
                 let night = host.normal_at(
                     timestamps[o] - timestamps[o] % 86_400
                         + ((host.peak_hour as i64 + 12) % 24) * 3600,
@@ -591,5 +618,24 @@ mod incident_tests {
             incident_series(IncidentKind::Spike, 1).values,
             incident_series(IncidentKind::Spike, 2).values
         );
+    }
+
+    #[test]
+    fn a_broken_cycle_is_visible_from_its_labelled_onset() {
+        let kind = IncidentKind::BrokenSeason;
+        for seed in 1..=10 {
+            let g = incident_series(kind, seed);
+            let host = incident_host(kind, seed, g.timestamps[0]);
+            for &(a, b) in &g.windows {
+                // The onset is the window's centre; over its first half hour
+                // the series sits well below the host's usual day.
+                let o = g.timestamps.iter().position(|&t| t >= (a + b) / 2).unwrap();
+                let gap: f64 = (o..o + 6)
+                    .map(|i| host.normal_at(g.timestamps[i]) - g.values[i])
+                    .sum::<f64>()
+                    / 6.0;
+                assert!(gap >= 5.0, "seed {seed}: {gap:.1} points below at {o}");
+            }
+        }
     }
 }

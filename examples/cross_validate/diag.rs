@@ -8,7 +8,8 @@ use crate::{
 };
 
 /// `DIAG=1`: every alert onset of the chosen setting, per series: inside a
-/// window (`IN`) or not (`FP`, hours from the nearest window), its residual
+/// window (`IN`) or not (`FP`, hours from the nearest window), `@` hours
+/// from the series' start, its residual
 /// and forecast; and the windows no onset fell in.
 pub(crate) fn diagnose(devs: &[Dev], c: &Candidate, interval_width: f64) {
     for d in devs {
@@ -36,9 +37,10 @@ pub(crate) fn diagnose(devs: &[Dev], c: &Candidate, interval_width: f64) {
                 .unwrap_or(f64::NAN);
             let res = d.series.values[d.first + j] - x.yhat;
             line.push_str(&format!(
-                " {}{:+.1}h(r{:+.1},y{:.1})",
+                " {}{:+.1}h@{:.0}h(r{:+.1},y{:.1})",
                 if inside { "IN" } else { "FP" },
                 rel,
+                (t - d.series.timestamps[0]) as f64 / 3600.0,
                 res,
                 x.yhat
             ));
