@@ -427,17 +427,22 @@ pub enum IncidentKind {
     BrokenSeason,
     /// Nothing happens: every alert is false.
     Clean,
+    /// Nothing happens but the host's routine: a job that lifts it 15 points
+    /// or more for 10 to 30 minutes at the same hour every day (a backup, a
+    /// batch run); every alert is false.
+    Routine,
 }
 
 impl IncidentKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [IncidentKind; 6] = [
+    pub const ALL: [IncidentKind; 7] = [
         IncidentKind::Spike,
         IncidentKind::LevelShift,
         IncidentKind::Drift,
         IncidentKind::Variance,
         IncidentKind::BrokenSeason,
         IncidentKind::Clean,
+        IncidentKind::Routine,
     ];
 
     /// Name as used in file names.
@@ -449,6 +454,7 @@ impl IncidentKind {
             IncidentKind::Variance => "variance",
             IncidentKind::BrokenSeason => "broken_season",
             IncidentKind::Clean => "clean",
+            IncidentKind::Routine => "routine",
         }
     }
 }
@@ -505,7 +511,7 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
         .collect();
     let day = 288;
     let mut onsets = Vec::new();
-    if kind != IncidentKind::Clean {
+    if !matches!(kind, IncidentKind::Clean | IncidentKind::Routine) {
         let a = rng.random_range(LEN / 5 + day..LEN / 2);
         let b = rng.random_range(a + 2 * day..LEN - day);
         onsets = vec![a, b];
@@ -573,7 +579,18 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
                     }
                 }
             }
-            IncidentKind::Clean => {}
+            IncidentKind::Clean | IncidentKind::Routine => {}
+        }
+    }
+    if kind == IncidentKind::Routine {
+        let m = size(&mut rng);
+        let hour = rng.random_range(0..24 * 12); // of the day, in 5-minute steps
+        let len = rng.random_range(2..=6);
+        for (v, &t) in values.iter_mut().zip(&timestamps) {
+            let at = (t.rem_euclid(86_400) / STEP) as usize;
+            if (hour..hour + len).contains(&at) {
+                *v += m;
+            }
         }
     }
     for v in &mut values {
@@ -608,7 +625,10 @@ mod incident_tests {
             assert_eq!(a.values, b.values);
             assert_eq!(a.timestamps.len(), 4032);
             assert!(a.values.iter().all(|v| (0.0..=100.0).contains(v)));
-            let expected = if kind == IncidentKind::Clean { 0 } else { 2 };
+            let expected = match kind {
+                IncidentKind::Clean | IncidentKind::Routine => 0,
+                _ => 2,
+            };
             assert_eq!(a.windows.len(), expected, "{kind:?}");
             for &(s, e) in &a.windows {
                 assert!(s >= a.timestamps[4032 / 5] && e > s);

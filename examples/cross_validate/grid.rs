@@ -34,6 +34,11 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
         .split(',')
         .map(|v| v.trim().parse().expect("PEAKS: comma-separated numbers"))
         .collect();
+    let routines: Vec<f64> = std::env::var("ROUTINE")
+        .unwrap_or_else(|_| "0,1.5".into())
+        .split(',')
+        .map(|v| v.trim().parse().expect("ROUTINE: comma-separated numbers"))
+        .collect();
     // The peak factor matters only with the relative floor.
     let floors: Vec<(f64, f64)> = relative
         .iter()
@@ -53,7 +58,10 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
                     for &cooldown in &[2 * HOUR, 6 * HOUR, 24 * HOUR] {
                         for &rebaseline_after in &[0, 2 * HOUR] {
                             for &likelihood in &[0.0, 0.05, 0.02, 0.01, 0.003] {
-                                for &likelihood_alone in &[0.0, 1e-3, 1e-4] {
+                                for (likelihood_alone, routine_factor) in [0.0, 1e-3, 1e-4]
+                                    .into_iter()
+                                    .flat_map(|a| routines.iter().map(move |&r| (a, r)))
+                                {
                                     out.push(DecisionSettings {
                                         multiplier,
                                         sustained,
@@ -67,6 +75,7 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
                                         rebaseline_after,
                                         likelihood,
                                         likelihood_alone,
+                                        routine_factor,
                                     });
                                 }
                             }
@@ -82,7 +91,7 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
 pub(crate) fn describe(c: &Candidate) -> String {
     let s = &c.decision;
     format!(
-        "trend {} m {} N {} effect {} relative {} peak {} calib {} clear {} cooldown {} rebaseline {} likelihood {} alone {}",
+        "trend {} m {} N {} effect {} relative {} peak {} calib {} clear {} cooldown {} rebaseline {} likelihood {} alone {} routine {}",
         c.trend.as_str(),
         s.multiplier,
         s.sustained,
@@ -94,7 +103,8 @@ pub(crate) fn describe(c: &Candidate) -> String {
         s.cooldown,
         s.rebaseline_after,
         s.likelihood,
-        s.likelihood_alone
+        s.likelihood_alone,
+        s.routine_factor
     )
 }
 

@@ -9,8 +9,8 @@
 //!
 //! The series: the labelled NAB series under `NAB_DIR/data` (windows from
 //! `NAB_DIR/labels.json`) and generated 14-day series with spikes, level
-//! shifts, slow drifts, variance changes, broken seasonality, and clean ones
-//! (`cpu_anomaly::simulate::incident_series`). Each is forecast once as
+//! shifts, slow drifts, variance changes, broken seasonality, clean ones
+//! and routine ones (a daily job; `cpu_anomaly::simulate::incident_series`). Each is forecast once as
 //! `--mode evaluate` does (learn on the first 15 %, walk forward with a
 //! daily refit, the shipped model settings); every candidate decision
 //! setting then judges every series with the same decision path as the
@@ -29,7 +29,9 @@
 //! effect. `RELATIVE` sets the grid's `min_effect_relative` values
 //! (default `0,0.25`; `RELATIVE=0`: the floor off), `PEAKS` its
 //! `min_effect_peak_factor` values where the relative floor is on (default
-//! `1,1.5,2`), `MIN_PRECISION` the selection's precision floor (default
+//! `1,1.5,2`), `ROUTINE` its `alert_routine_factor` values (default
+//! `0,1.5`), `PRECISION_EACH=1` holds the precision floor on the NAB
+//! and the generated series separately, `MIN_PRECISION` the selection's precision floor (default
 //! 0.6).
 //!
 //! Diagnostics of the chosen setting: `VERBOSE=1` (per group and NAB series),
@@ -147,12 +149,28 @@ fn main() {
             -1000.0 + 100.0 * o.events.precision
         }
     };
+    // `PRECISION_EACH=1`: the precision floor must hold on the NAB series
+    // and on the generated ones separately (the generated series outnumber
+    // the real ones and can carry a setting whose real alerts are not).
+    let each = std::env::var("PRECISION_EACH").is_ok_and(|v| !v.is_empty() && v != "0");
     let best_on = |members: &dyn Fn(usize) -> bool| -> usize {
         let scores: Vec<f64> = (0..candidates.len())
             .map(|c| {
-                objective(&sum((0..devs.len())
-                    .filter(|&i| members(i))
-                    .map(|i| table[c][i])))
+                let part = |nab: bool| {
+                    sum((0..devs.len())
+                        .filter(|&i| members(i) && (devs[i].group == "nab") == nab)
+                        .map(|i| table[c][i]))
+                };
+                let all = sum((0..devs.len()).filter(|&i| members(i)).map(|i| table[c][i]));
+                let worst = part(true)
+                    .events
+                    .precision
+                    .min(part(false).events.precision);
+                if each && worst < min_precision {
+                    -1000.0 + 100.0 * worst
+                } else {
+                    objective(&all)
+                }
             })
             .collect();
         (0..candidates.len())
@@ -251,7 +269,7 @@ fn main() {
     }
     if std::env::var_os("EXPLORE").is_some() {
         // In-sample: the best setting by NAB for each value of one knob.
-        let knobs: [Knob; 11] = [
+        let knobs: [Knob; 12] = [
             ("cooldown", &|c| c.decision.cooldown as f64),
             ("flat", &|c| {
                 f64::from(u8::from(c.trend == FutureTrend::Flat))
@@ -286,6 +304,7 @@ fn main() {
                 let s = &c.decision;
                 s.likelihood
             }),
+            ("routine", &|c| c.decision.routine_factor),
         ];
         for (name, knob) in knobs {
             let mut values: Vec<f64> = candidates.iter().map(knob).collect();
