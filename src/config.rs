@@ -358,6 +358,11 @@ impl Settings {
                 raw.min_effect_peak_factor,
                 "between 0 and 10 (times the recent largest deviation; 0 is off)",
             ),
+            (
+                "alert_routine_factor",
+                raw.alert_routine_factor,
+                "between 0 and 10 (times the largest excursion at the same hour; 0 is off)",
+            ),
         ] {
             if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
                 return Err(range(key, v.to_string(), expected));
@@ -598,6 +603,7 @@ impl Settings {
                 rebaseline_after: raw.rebaseline_after.0.round() as i64,
                 likelihood: raw.alert_likelihood,
                 likelihood_alone: raw.alert_likelihood_alone,
+                routine_factor: raw.alert_routine_factor,
             },
             train_ratio: raw.train_ratio,
             monitoring_interval,

@@ -104,8 +104,8 @@ fn a_spike_alerts_once_and_resolves() {
         *y += 40.0;
     }
     let (first, v, _, _) = decide(&ts, &ys, &shipped());
-    // One alert, with the spike (the likelihood stage may wait for its
-    // second point).
+    // One alert, with the spike (the likelihood stage, where it is on, may
+    // wait for its second point).
     let o = onsets(first, &v);
     assert!(o.len() == 1 && (at..at + 2).contains(&o[0]), "{o:?}");
     let resolved = v.iter().position(|x| x.resolved).map(|i| first + i);
@@ -115,23 +115,58 @@ fn a_spike_alerts_once_and_resolves() {
     );
 }
 
-#[test]
-fn a_level_shift_alerts_once_then_becomes_the_baseline() {
+/// The series with a 25-point shift up for good from `at`.
+fn shifted() -> (Vec<i64>, Vec<f64>, usize) {
     let (ts, mut ys) = seasonal();
     let at = LEARN + 3 * DAY + 50;
     for y in &mut ys[at..] {
         *y += 25.0;
     }
+    (ts, ys, at)
+}
+
+#[test]
+fn a_level_shift_alerts_once_then_becomes_the_baseline() {
+    let (ts, ys, at) = shifted();
     let s = shipped();
-    let (first, v, _, _) = decide(&ts, &ys, &s);
+    let (first, v, _, refits) = decide(&ts, &ys, &s);
     // One alert, within 15 minutes of the shift.
     let o = onsets(first, &v);
     assert!(
         o.len() == 1 && (at..at + 3).contains(&o[0]),
         "one alert for the shift: {o:?}"
     );
-    // Accepted as the new level: the alert resolves within a few hours and
-    // the rest of the series (days at the new level) stays quiet.
+    // The shipped defaults accept no level on their own
+    // (`rebaseline_after: 0`): the alert stays firing until the next daily
+    // refit has learnt the new level, then resolves, and the days at the new
+    // level stay quiet.
+    assert_eq!(s.decision.rebaseline_after, 0);
+    let refit = refits
+        .iter()
+        .map(|&r| first + r)
+        .find(|&r| r > at)
+        .expect("a refit after the shift");
+    let resolved = v.iter().position(|x| x.resolved).unwrap() + first;
+    assert!(
+        resolved > refit && resolved - refit <= 12,
+        "resolved {} samples after the refit at {}",
+        resolved - refit,
+        refit - at
+    );
+    assert!(v[refit - first - 1].alert, "firing until the refit");
+    assert!(!v.last().unwrap().alert);
+}
+
+#[test]
+fn with_rebaselining_a_level_shift_is_accepted_within_hours() {
+    let (ts, ys, at) = shifted();
+    let mut s = shipped();
+    s.decision.rebaseline_after = 7200;
+    let (first, v, _, _) = decide(&ts, &ys, &s);
+    let o = onsets(first, &v);
+    assert!(o.len() == 1 && (at..at + 3).contains(&o[0]), "{o:?}");
+    // Accepted as the new level after two hours: the alert resolves within
+    // three and the rest of the series stays quiet.
     assert!(v.iter().any(|x| x.rebaselined));
     let resolved = v.iter().position(|x| x.resolved).unwrap() + first;
     assert!(

@@ -58,6 +58,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("REBASELINE_AFTER", "rebaseline_after"),
     ("ALERT_LIKELIHOOD", "alert_likelihood"),
     ("ALERT_LIKELIHOOD_ALONE", "alert_likelihood_alone"),
+    ("ALERT_ROUTINE_FACTOR", "alert_routine_factor"),
     ("TRAIN_RATIO", "train_ratio"),
     ("MONITORING_INTERVAL", "monitoring_interval"),
     ("LOG_LEVEL", "log_level"),

@@ -293,6 +293,7 @@ fn decision_keys_and_their_ranges() {
     for (text, key) in [
         ("min_effect_relative: -0.5\n", "min_effect_relative"),
         ("min_effect_peak_factor: 11\n", "min_effect_peak_factor"),
+        ("alert_routine_factor: -1\n", "alert_routine_factor"),
     ] {
         let e = load(text, &[], CliOverrides::default())
             .unwrap_err()

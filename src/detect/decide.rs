@@ -1,6 +1,6 @@
 //! The decision path: from a sample and its forecast band to a verdict and
 //! alert events. One implementation, used by `--mode evaluate` and by the
-//! monitor (per series, about two hundred bytes of state).
+//! monitor (per series, 544 bytes of state with its settings).
 //!
 //! Durations are in seconds of the samples' own timestamps, so one
 //! configuration means the same at 30-second polls and on 5-minute history.
@@ -28,7 +28,10 @@
 //!    sample, if improbable enough; not within `cooldown` of the last
 //!    resolution. A deviation of at least `min_effect` inside the scaled
 //!    band counts as a flag when the recent scores are far more improbable
-//!    still (`likelihood_alone`): a long moderate deviation.
+//!    still (`likelihood_alone`): a long moderate deviation. Not on a
+//!    deviation within `routine_factor` times what the series reached at
+//!    the same time of day on each of the last two days: the host's daily
+//!    job does not page every day.
 //! 6. **Resolve**: once no sample has been flagged for `clear_after`
 //!    (hysteresis): one incident is one alert.
 //! 7. **Accept a new level**: an alert still firing after `rebaseline_after`,
@@ -139,6 +142,12 @@ pub struct DecisionSettings {
     /// a tail probability below this counts as a flag even inside the
     /// scaled band (a long moderate deviation). 0: off.
     pub likelihood_alone: f64,
+    /// An alert does not start on a deviation no larger than this many
+    /// times what the series reached, in excursions that began within an
+    /// hour of the same time of day (UTC), on each of the last two days: a
+    /// host's daily job (a backup at 03:00) does not page every day, and
+    /// a one-off at that hour yesterday raises no bar. 0: off.
+    pub routine_factor: f64,
 }
 
 impl Default for DecisionSettings {
@@ -158,6 +167,7 @@ impl Default for DecisionSettings {
             rebaseline_after: 0,
             likelihood: 0.0,
             likelihood_alone: 0.0,
+            routine_factor: 0.0,
         }
     }
 }
@@ -229,6 +239,12 @@ pub struct Decider {
     /// raise the bar against itself.
     peak: f64,
     pending: f64,
+    /// Per hour of the day (UTC), the largest excursion that began in it:
+    /// today, yesterday and the day before (`day`: today, in days since
+    /// 1970); and the hour the current excursion began.
+    hourly: [[f32; 24]; 3],
+    day: i64,
+    pending_hour: u8,
     /// The first sample's time (for [`RELATIVE_WARMUP`]).
     first_ts: Option<i64>,
 }
@@ -271,6 +287,9 @@ impl Decider {
             last_ts: None,
             peak: 0.0,
             pending: 0.0,
+            hourly: [[0.0; 24]; 3],
+            day: 0,
+            pending_hour: 0,
             first_ts: None,
         }
     }
@@ -306,7 +325,38 @@ impl Decider {
         self.resolved_at = None;
         (self.sum, self.count, self.above, self.below) = (0.0, 0, 0, 0);
         self.offset = 0.0;
+        self.end_excursion();
+    }
+
+    /// How far the series went, in excursions that began within an hour of
+    /// `hour` (a job's start drifts across an hour's edge), on both of the
+    /// last two days: what it does at this time of day as a routine.
+    fn usual_at(&self, hour: u8) -> f64 {
+        let h = usize::from(hour);
+        let on = |d: &[f32; 24]| {
+            let at = |k: usize| f64::from(d[k % 24]);
+            at(h + 23).max(at(h)).max(at(h + 1))
+        };
+        on(&self.hourly[1]).min(on(&self.hourly[2]))
+    }
+
+    /// Moves the per-hour record on to the day of `ts`.
+    fn roll_days(&mut self, ts: i64) {
+        let day = ts.div_euclid(86_400);
+        let gone = (day - self.day).clamp(0, 3);
+        for _ in 0..gone {
+            self.hourly.rotate_right(1);
+            self.hourly[0] = [0.0; 24];
+        }
+        self.day = self.day.max(day);
+    }
+
+    /// The current excursion (or quiet sample) is over: its largest
+    /// deviation joins the week's peak and its hour's.
+    fn end_excursion(&mut self) {
         self.peak = self.peak.max(self.pending);
+        let h = &mut self.hourly[0][usize::from(self.pending_hour) % 24];
+        *h = h.max(self.pending as f32);
         self.pending = 0.0;
     }
 
@@ -384,7 +434,14 @@ impl Decider {
         let mut d = self.detector.check(actual, yhat, lo, up);
         // 4. The likelihood statistics, on the score at the band's own width.
         self.learn(residual, half, d.score * self.s.multiplier, dt);
-        self.peak *= (-dt.max(0.0) / LONG_TAU).exp();
+        let decay = (-dt.max(0.0) / LONG_TAU).exp();
+        self.peak *= decay;
+        self.roll_days(ts);
+        if self.pending == 0.0 {
+            self.pending_hour = (ts.rem_euclid(86_400) / 3600) as u8;
+        }
+        let routine = self.s.routine_factor > 0.0
+            && residual.abs() <= self.s.routine_factor * self.usual_at(self.pending_hour);
         let min_effect = if ts - first_ts >= RELATIVE_WARMUP {
             self.s.effect_floor(yhat, self.peak)
         } else {
@@ -442,6 +499,7 @@ impl Decider {
             let fires = flag
                 && improbable
                 && !cooling
+                && !routine
                 && (self.run >= self.s.sustained.max(1) || d.severity == Severity::Critical);
             if fires {
                 self.firing = true;
@@ -454,8 +512,7 @@ impl Decider {
             }
         }
         if !self.firing && self.run == 0 {
-            self.peak = self.peak.max(self.pending);
-            self.pending = 0.0;
+            self.end_excursion();
         }
         Verdict {
             detection: d,

@@ -133,6 +133,7 @@ struct Decision {
     rebaseline_after: i64,
     alert_likelihood: f64,
     alert_likelihood_alone: f64,
+    alert_routine_factor: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -378,6 +379,7 @@ pub fn write_all(
             rebaseline_after: settings.decision.rebaseline_after,
             alert_likelihood: settings.decision.likelihood,
             alert_likelihood_alone: settings.decision.likelihood_alone,
+            alert_routine_factor: settings.decision.routine_factor,
         },
         interval_width: settings.prophet.interval_width,
         train_fraction: if e.protocol == "labelled" {

@@ -31,6 +31,39 @@ fn settings() -> DecisionSettings {
         rebaseline_after: 0,
         likelihood: 0.0,
         likelihood_alone: 0.0,
+        routine_factor: 0.0,
+    }
+}
+
+#[test]
+fn a_daily_job_stops_paging_once_seen_two_days_running_and_a_bigger_excursion_still_pages() {
+    // A week at 50 with a 20-point job for 20 minutes every day, starting
+    // at 03:55 on even days and 04:00 on odd ones (an hour's edge between);
+    // on the last day the job lifts the host 40 points.
+    let day = 288;
+    let start = |d: usize| d * day + 47 + d % 2;
+    let mut values = vec![50.0; 8 * day];
+    for d in 0..8 {
+        let lift = if d == 7 { 40.0 } else { 20.0 };
+        for v in &mut values[start(d)..start(d) + 4] {
+            *v += lift;
+        }
+    }
+    // No cooldown: every day's job would page again.
+    for (factor, want) in [(0.0, 8), (1.5, 3)] {
+        let s = DecisionSettings {
+            routine_factor: factor,
+            ..settings()
+        };
+        let v = judge(&mut Decider::new(s), &values);
+        let days: Vec<usize> = (0..v.len())
+            .filter(|&i| v[i].onset)
+            .map(|i| i / day)
+            .collect();
+        assert_eq!(days.len(), want, "factor {factor}: onsets on days {days:?}");
+        if factor > 0.0 {
+            assert_eq!(days, [0, 1, 7]);
+        }
     }
 }
 
@@ -340,4 +373,13 @@ fn the_default_settings_are_the_original_rule() {
     let v = judge(&mut d, &[53.0, 53.0, 53.0, 50.0]);
     let alerts: Vec<bool> = v.iter().map(|x| x.alert).collect();
     assert_eq!(alerts, [false, false, true, false]);
+}
+
+#[test]
+fn the_per_series_state_stays_small() {
+    // The fleet's memory target is 20 KB per host; the decision state is
+    // a few hundred bytes of it (the settings included).
+    let size = std::mem::size_of::<Decider>();
+    eprintln!("Decider: {size} bytes");
+    assert!(size <= 640, "{size} bytes");
 }
