@@ -434,8 +434,7 @@ impl Decider {
         let mut d = self.detector.check(actual, yhat, lo, up);
         // 4. The likelihood statistics, on the score at the band's own width.
         self.learn(residual, half, d.score * self.s.multiplier, dt);
-        let decay = (-dt.max(0.0) / LONG_TAU).exp();
-        self.peak *= decay;
+        self.peak *= (-dt.max(0.0) / LONG_TAU).exp();
         self.roll_days(ts);
         if self.pending == 0.0 {
             self.pending_hour = (ts.rem_euclid(86_400) / 3600) as u8;
