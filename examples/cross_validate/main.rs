@@ -9,8 +9,9 @@
 //!
 //! The series: the labelled NAB series under `NAB_DIR/data` (windows from
 //! `NAB_DIR/labels.json`) and generated 14-day series with spikes, level
-//! shifts, slow drifts, variance changes, broken seasonality, clean ones
-//! and routine ones (a daily job; `cpu_anomaly::simulate::incident_series`). Each is forecast once as
+//! shifts, slow drifts, variance changes, broken seasonality, clean ones,
+//! routine ones (a daily job) and bursty ones (short bursts at random
+//! times; `cpu_anomaly::simulate::incident_series`). Each is forecast once as
 //! `--mode evaluate` does (learn on the first 15 %, walk forward with a
 //! daily refit, the shipped model settings); every candidate decision
 //! setting then judges every series with the same decision path as the

@@ -1,6 +1,6 @@
 //! Generated development series with NAB-style label windows: spikes,
-//! level shifts, slow drifts, variance changes, broken daily cycles, clean
-//! and routine hosts.
+//! level shifts, slow drifts, variance changes, broken daily cycles, clean,
+//! routine and bursty hosts.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,11 +29,15 @@ pub enum IncidentKind {
     /// or more for 10 to 30 minutes at the same hour every day (a backup, a
     /// batch run); every alert is false.
     Routine,
+    /// Nothing happens but short bursts at random times, a few a day, of
+    /// the size incidents have (requests, compactions, garbage collection):
+    /// its normal is bursty, every alert is false.
+    Bursty,
 }
 
 impl IncidentKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [IncidentKind; 7] = [
+    pub const ALL: [IncidentKind; 8] = [
         IncidentKind::Spike,
         IncidentKind::LevelShift,
         IncidentKind::Drift,
@@ -41,6 +45,7 @@ impl IncidentKind {
         IncidentKind::BrokenSeason,
         IncidentKind::Clean,
         IncidentKind::Routine,
+        IncidentKind::Bursty,
     ];
 
     /// Name as used in file names.
@@ -53,6 +58,7 @@ impl IncidentKind {
             IncidentKind::BrokenSeason => "broken_season",
             IncidentKind::Clean => "clean",
             IncidentKind::Routine => "routine",
+            IncidentKind::Bursty => "bursty",
         }
     }
 }
@@ -109,7 +115,10 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
         .collect();
     let day = 288;
     let mut onsets = Vec::new();
-    if !matches!(kind, IncidentKind::Clean | IncidentKind::Routine) {
+    if !matches!(
+        kind,
+        IncidentKind::Clean | IncidentKind::Routine | IncidentKind::Bursty
+    ) {
         let a = rng.random_range(LEN / 5 + day..LEN / 2);
         let b = rng.random_range(a + 2 * day..LEN - day);
         onsets = vec![a, b];
@@ -177,7 +186,7 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
                     }
                 }
             }
-            IncidentKind::Clean | IncidentKind::Routine => {}
+            IncidentKind::Clean | IncidentKind::Routine | IncidentKind::Bursty => {}
         }
     }
     if kind == IncidentKind::Routine {
@@ -188,6 +197,26 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
             let at = (t.rem_euclid(86_400) / STEP) as usize;
             if (hour..hour + len).contains(&at) {
                 *v += m;
+            }
+        }
+    }
+    if kind == IncidentKind::Bursty {
+        // 2 to 8 bursts a day at random times, 5 to 20 minutes each, their
+        // heights spread around the host's own burst size (log-normal).
+        let scale = rng.random_range(0.5..1.5) * (15.0f64).max(6.0 * sd);
+        let per_day: f64 = rng.random_range(2.0..8.0);
+        let spread = Normal::new(0.0f64, 0.3).expect("sd");
+        let mut k = 0;
+        while k < LEN {
+            if rng.random_bool(per_day / day as f64) {
+                let m = scale * f64::exp(spread.sample(&mut rng));
+                let len = rng.random_range(1..=4);
+                for v in &mut values[k..(k + len).min(LEN)] {
+                    *v += m;
+                }
+                k += len;
+            } else {
+                k += 1;
             }
         }
     }
@@ -224,7 +253,7 @@ mod incident_tests {
             assert_eq!(a.timestamps.len(), 4032);
             assert!(a.values.iter().all(|v| (0.0..=100.0).contains(v)));
             let expected = match kind {
-                IncidentKind::Clean | IncidentKind::Routine => 0,
+                IncidentKind::Clean | IncidentKind::Routine | IncidentKind::Bursty => 0,
                 _ => 2,
             };
             assert_eq!(a.windows.len(), expected, "{kind:?}");
@@ -236,6 +265,29 @@ mod incident_tests {
             incident_series(IncidentKind::Spike, 1).values,
             incident_series(IncidentKind::Spike, 2).values
         );
+    }
+
+    #[test]
+    fn a_bursty_host_bursts_a_few_times_a_day_at_random_hours() {
+        for seed in 1..=5 {
+            let kind = IncidentKind::Bursty;
+            let g = incident_series(kind, seed);
+            let host = incident_host(kind, seed, g.timestamps[0]);
+            // A burst is a run of samples at least 10 points above the host's
+            // usual day (bursts are 15 points or more, noise a few).
+            let high: Vec<bool> = (0..g.values.len())
+                .map(|i| g.values[i] - host.normal_at(g.timestamps[i]) >= 10.0)
+                .collect();
+            let starts: Vec<usize> = (0..high.len())
+                .filter(|&i| high[i] && (i == 0 || !high[i - 1]))
+                .collect();
+            let per_day = starts.len() as f64 / 14.0;
+            assert!((1.0..=10.0).contains(&per_day), "seed {seed}: {per_day:.1}/day");
+            // Not a daily job: the bursts land at many different hours.
+            let hours: std::collections::BTreeSet<usize> =
+                starts.iter().map(|i| (i % 288) / 12).collect();
+            assert!(hours.len() >= 12, "seed {seed}: bursts at {hours:?}");
+        }
     }
 
     #[test]
