@@ -23,7 +23,10 @@
 //! 4. **Likelihood** (optional): how improbable the recent average score is
 //!    under the series' long-run score distribution (Numenta's anomaly
 //!    likelihood). A host that is often outside its band needs a larger
-//!    excursion to page.
+//!    excursion to page, unless the deviation is more than [`NOVEL_FACTOR`]
+//!    times the host's largest of the past week: a bursty host's usual
+//!    bursts need an improbable run of scores, a deviation bigger than any
+//!    it has had pages at once.
 //! 5. **Fire**: after `sustained` flags in a row, or at once for a CRITICAL
 //!    sample, if improbable enough; not within `cooldown` of the last
 //!    resolution. A deviation of at least `min_effect` inside the scaled
@@ -63,6 +66,12 @@ pub const LONG_TAU: f64 = 7.0 * 86_400.0;
 pub const SHORT_TAU: f64 = 1_350.0;
 /// Scores above this count as this much in the likelihood statistics.
 pub const SCORE_CLIP: f64 = 10.0;
+/// A deviation more than this many times the host's largest of the past
+/// week (decayed, the current excursion excluded) passes the likelihood
+/// stage once the likelihood's warm-up is over: it is new for the host
+/// however often the host leaves its band.
+/// Chosen a priori, not in the cross-validation grid.
+pub const NOVEL_FACTOR: f64 = 2.0;
 /// Seconds of a series' own samples before a minimum effect below
 /// `min_effect` (the relative floor) applies: a day, so the peak bound
 /// has seen the host's normal daily spikes (a restarted monitor does not
@@ -452,7 +461,9 @@ impl Decider {
             d.severity = Severity::Normal;
             d.confidence = 0.0;
         }
-        let improbable = self.s.likelihood <= 0.0 || self.tail() < self.s.likelihood;
+        let improbable = self.s.likelihood <= 0.0
+            || self.tail() < self.s.likelihood
+            || (self.seen >= WARMUP && residual.abs() > NOVEL_FACTOR * self.peak);
         let side = if residual >= 0.0 {
             Direction::Above
         } else {

@@ -350,6 +350,34 @@ fn a_host_that_is_often_out_of_its_band_needs_more_to_page() {
 }
 
 #[test]
+fn a_deviation_twice_the_hosts_largest_of_the_week_passes_the_likelihood_stage() {
+    let s = DecisionSettings {
+        sustained: 1,
+        likelihood: 1e-3,
+        ..settings()
+    };
+    // A spiky host: 6 points up every tenth sample, so its recent scores
+    // are never improbable and the likelihood stage holds its alerts.
+    let spiky = || {
+        let mut d = Decider::new(s);
+        let v: Vec<f64> = (0..505)
+            .map(|i| if i % 10 == 0 { 56.0 } else { 50.2 })
+            .collect();
+        judge(&mut d, &v);
+        d
+    };
+    // Under twice its spikes (10 points): held. Over (14): pages at once.
+    let held = judge_from(&mut spiky(), 505 * STEP, &[60.0]);
+    assert!(!held[0].onset, "tail {}", spiky().tail());
+    let novel = judge_from(&mut spiky(), 505 * STEP, &[64.0]);
+    assert!(novel[0].onset);
+    // A fresh state has no week to compare with: nothing pages before the
+    // likelihood's warm-up, however large.
+    let fresh = judge(&mut Decider::new(s), &[50.0, 90.0]);
+    assert!(fresh.iter().all(|x| !x.onset));
+}
+
+#[test]
 fn durations_are_time_not_samples() {
     // The same 20-minute incident at 30-second and at 5-minute samples:
     // one alert each, resolved 10 minutes after the last flag.
