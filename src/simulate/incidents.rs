@@ -282,7 +282,10 @@ mod incident_tests {
                 .filter(|&i| high[i] && (i == 0 || !high[i - 1]))
                 .collect();
             let per_day = starts.len() as f64 / 14.0;
-            assert!((1.0..=10.0).contains(&per_day), "seed {seed}: {per_day:.1}/day");
+            assert!(
+                (1.0..=10.0).contains(&per_day),
+                "seed {seed}: {per_day:.1}/day"
+            );
             // Not a daily job: the bursts land at many different hours.
             let hours: std::collections::BTreeSet<usize> =
                 starts.iter().map(|i| (i % 288) / 12).collect();
