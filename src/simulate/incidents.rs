@@ -61,6 +61,14 @@ impl IncidentKind {
             IncidentKind::Bursty => "bursty",
         }
     }
+
+    /// A host with no incident, whose every alert is false.
+    pub fn is_quiet(self) -> bool {
+        matches!(
+            self,
+            IncidentKind::Clean | IncidentKind::Routine | IncidentKind::Bursty
+        )
+    }
 }
 
 /// A generated series with NAB-style label windows.
@@ -115,10 +123,7 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
         .collect();
     let day = 288;
     let mut onsets = Vec::new();
-    if !matches!(
-        kind,
-        IncidentKind::Clean | IncidentKind::Routine | IncidentKind::Bursty
-    ) {
+    if !kind.is_quiet() {
         let a = rng.random_range(LEN / 5 + day..LEN / 2);
         let b = rng.random_range(a + 2 * day..LEN - day);
         onsets = vec![a, b];
@@ -252,10 +257,7 @@ mod incident_tests {
             assert_eq!(a.values, b.values);
             assert_eq!(a.timestamps.len(), 4032);
             assert!(a.values.iter().all(|v| (0.0..=100.0).contains(v)));
-            let expected = match kind {
-                IncidentKind::Clean | IncidentKind::Routine | IncidentKind::Bursty => 0,
-                _ => 2,
-            };
+            let expected = if kind.is_quiet() { 0 } else { 2 };
             assert_eq!(a.windows.len(), expected, "{kind:?}");
             for &(s, e) in &a.windows {
                 assert!(s >= a.timestamps[4032 / 5] && e > s);
@@ -274,7 +276,7 @@ mod incident_tests {
             let g = incident_series(kind, seed);
             let host = incident_host(kind, seed, g.timestamps[0]);
             // A burst is a run of samples at least 10 points above the host's
-            // usual day (bursts are 15 points or more, noise a few).
+            // usual day (most bursts are well above that, noise a few).
             let high: Vec<bool> = (0..g.values.len())
                 .map(|i| g.values[i] - host.normal_at(g.timestamps[i]) >= 10.0)
                 .collect();
