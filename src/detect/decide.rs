@@ -45,9 +45,16 @@
 //!    moved one, has recovered: the shift is dropped and the return does
 //!    not page.
 
-use serde::{Deserialize, Serialize};
-
 use super::{Detection, Detector, Direction, Severity};
+
+mod likelihood;
+mod routine;
+mod settings;
+
+use likelihood::{weight, ScoreStats};
+pub use likelihood::{LONG_TAU, SHORT_TAU};
+use routine::DailyRecord;
+pub use settings::{DecisionSettings, Side};
 
 /// Smallest calibration factor (a band narrowed at most to half).
 pub const CAL_MIN: f64 = 0.5;
@@ -60,10 +67,6 @@ pub const WARMUP: u32 = 30;
 /// A residual counts at most this many half-widths in the calibration, so
 /// an anomaly widens the band only a little.
 pub const CAL_CLIP: f64 = 3.0;
-/// Time constant of the long-run score statistics, seconds (a week).
-pub const LONG_TAU: f64 = 7.0 * 86_400.0;
-/// Time constant of the short-term average score, seconds (~22 minutes).
-pub const SHORT_TAU: f64 = 1_350.0;
 /// Scores above this count as this much in the likelihood statistics.
 pub const SCORE_CLIP: f64 = 10.0;
 /// A deviation more than this many times the host's largest of the past
@@ -77,123 +80,6 @@ pub const NOVEL_FACTOR: f64 = 2.0;
 /// has seen the host's normal daily spikes (a restarted monitor does not
 /// page once for every idle host's first spike).
 pub const RELATIVE_WARMUP: i64 = 86_400;
-
-/// Which deviations may alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// Above and below the forecast.
-    #[default]
-    Both,
-    /// Only above (high CPU).
-    Above,
-    /// Only below.
-    Below,
-}
-
-impl Side {
-    /// Name as written in config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Both => "both",
-            Side::Above => "above",
-            Side::Below => "below",
-        }
-    }
-
-    fn allows(self, d: Direction) -> bool {
-        matches!(
-            (self, d),
-            (Side::Both, _) | (Side::Above, Direction::Above) | (Side::Below, Direction::Below)
-        )
-    }
-}
-
-/// The decision settings (the alerting keys of the config).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DecisionSettings {
-    /// Band multiplier m ≥ 1.
-    pub multiplier: f64,
-    /// Flags in a row that fire an alert.
-    pub sustained: u32,
-    /// Smallest deviation from the forecast that can flag, in the series'
-    /// unit.
-    pub min_effect: f64,
-    /// Where this fraction of the forecast is smaller than `min_effect`, it
-    /// is the smallest deviation instead (but never under `min_effect_peak_factor`
-    /// times the series' recent largest deviation): an idle host (forecast
-    /// 0.5 %) whose whole range sits under `min_effect` can still alert on
-    /// a jump that is large for it. 0: off.
-    pub min_effect_relative: f64,
-    /// With `min_effect_relative`, a deviation must also be this many times
-    /// the largest one of about the past week outside the current
-    /// excursion (decaying with [`LONG_TAU`]): an idle host whose normal
-    /// day has spikes to 1.5 % does not page on the next one, only on one
-    /// well above them. 0: no such bound.
-    pub min_effect_peak_factor: f64,
-    /// Which side may alert.
-    pub direction: Side,
-    /// Calibrate the band from recent out-of-sample residuals.
-    pub calibrate: bool,
-    /// Seconds without a flag that resolve an alert (0: the first
-    /// unflagged sample).
-    pub clear_after: i64,
-    /// Seconds after a resolution during which no new alert fires.
-    pub cooldown: i64,
-    /// Seconds of one-sided firing after which the new level is accepted
-    /// (0: never).
-    pub rebaseline_after: i64,
-    /// An alert fires only if the recent average score has a tail
-    /// probability below this under the long-run score distribution
-    /// (0: off).
-    pub likelihood: f64,
-    /// A deviation of at least `min_effect` whose recent average score has
-    /// a tail probability below this counts as a flag even inside the
-    /// scaled band (a long moderate deviation). 0: off.
-    pub likelihood_alone: f64,
-    /// An alert does not start on a deviation no larger than this many
-    /// times what the series reached, in excursions that began within an
-    /// hour of the same time of day (UTC), on each of the last two days: a
-    /// host's daily job (a backup at 03:00) does not page every day, and
-    /// a one-off at that hour yesterday raises no bar. 0: off.
-    pub routine_factor: f64,
-}
-
-impl Default for DecisionSettings {
-    /// The original system's rule: band × 2, 3 flags in a row, no
-    /// calibration, likelihood, hysteresis, cooldown or re-baselining.
-    fn default() -> Self {
-        DecisionSettings {
-            multiplier: 2.0,
-            sustained: 3,
-            min_effect: 0.0,
-            min_effect_relative: 0.0,
-            min_effect_peak_factor: 0.0,
-            direction: Side::Both,
-            calibrate: false,
-            clear_after: 0,
-            cooldown: 0,
-            rebaseline_after: 0,
-            likelihood: 0.0,
-            likelihood_alone: 0.0,
-            routine_factor: 0.0,
-        }
-    }
-}
-
-impl DecisionSettings {
-    /// The smallest deviation that can flag where the forecast is `yhat`
-    /// and the largest recent deviation (decayed) is `peak`.
-    pub fn effect_floor(&self, yhat: f64, peak: f64) -> f64 {
-        if self.min_effect_relative > 0.0 {
-            let relative =
-                (self.min_effect_relative * yhat.abs()).max(self.min_effect_peak_factor * peak);
-            self.min_effect.min(relative)
-        } else {
-            self.min_effect
-        }
-    }
-}
 
 /// What the decision path says about one sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -235,10 +121,8 @@ pub struct Decider {
     offset: f64,
     /// Running mean of |residual| / half-width.
     ratio: f64,
-    /// Long-run mean and variance of the score, its short-term average.
-    long_mean: f64,
-    long_var: f64,
-    short: f64,
+    /// The likelihood's score statistics.
+    scores: ScoreStats,
     /// Samples seen and the last one's time.
     seen: u32,
     last_ts: Option<i64>,
@@ -248,11 +132,9 @@ pub struct Decider {
     /// raise the bar against itself.
     peak: f64,
     pending: f64,
-    /// Per hour of the day (UTC), the largest excursion that began in it:
-    /// today, yesterday and the day before (`day`: today, in days since
-    /// 1970); and the hour the current excursion began.
-    hourly: [[f32; 24]; 3],
-    day: i64,
+    /// Per hour of the day, the largest excursion that began in it on the
+    /// last three days; and the hour the current excursion began.
+    daily: DailyRecord,
     pending_hour: u8,
     /// The first sample's time (for [`RELATIVE_WARMUP`]).
     first_ts: Option<i64>,
@@ -263,13 +145,6 @@ pub struct Decider {
 fn calibrated_ratio(w: f64) -> f64 {
     let z = distrs::Normal::ppf(0.5 + w / 2.0, 0.0, 1.0);
     (2.0 / std::f64::consts::PI).sqrt() / z
-}
-
-/// Weight of a new value in a running mean with time constant `tau` after
-/// `dt` seconds, never less than an average of the `seen` values so far.
-fn weight(dt: f64, tau: f64, seen: u32) -> f64 {
-    let a = 1.0 - (-dt.max(0.0) / tau).exp();
-    a.max(1.0 / f64::from(seen.max(1)))
 }
 
 impl Decider {
@@ -289,15 +164,12 @@ impl Decider {
             below: 0,
             offset: 0.0,
             ratio: 0.0,
-            long_mean: 0.0,
-            long_var: 0.0,
-            short: 0.0,
+            scores: ScoreStats::default(),
             seen: 0,
             last_ts: None,
             peak: 0.0,
             pending: 0.0,
-            hourly: [[0.0; 24]; 3],
-            day: 0,
+            daily: DailyRecord::new(),
             pending_hour: 0,
             first_ts: None,
         }
@@ -317,9 +189,7 @@ impl Decider {
         if self.seen < WARMUP {
             return 1.0;
         }
-        let sd = self.long_var.sqrt().max(1e-3);
-        let z = (self.short - self.long_mean) / sd;
-        1.0 - distrs::Normal::cdf(z, 0.0, 1.0)
+        self.scores.tail()
     }
 
     /// Ends a warm-up on a series' history (its samples judged against the
@@ -337,35 +207,11 @@ impl Decider {
         self.end_excursion();
     }
 
-    /// How far the series went, in excursions that began within an hour of
-    /// `hour` (a job's start drifts across an hour's edge), on both of the
-    /// last two days: what it does at this time of day as a routine.
-    fn usual_at(&self, hour: u8) -> f64 {
-        let h = usize::from(hour);
-        let on = |d: &[f32; 24]| {
-            let at = |k: usize| f64::from(d[k % 24]);
-            at(h + 23).max(at(h)).max(at(h + 1))
-        };
-        on(&self.hourly[1]).min(on(&self.hourly[2]))
-    }
-
-    /// Moves the per-hour record on to the day of `ts`.
-    fn roll_days(&mut self, ts: i64) {
-        let day = ts.div_euclid(86_400);
-        let gone = (day - self.day).clamp(0, 3);
-        for _ in 0..gone {
-            self.hourly.rotate_right(1);
-            self.hourly[0] = [0.0; 24];
-        }
-        self.day = self.day.max(day);
-    }
-
     /// The current excursion (or quiet sample) is over: its largest
     /// deviation joins the week's peak and its hour's.
     fn end_excursion(&mut self) {
         self.peak = self.peak.max(self.pending);
-        let h = &mut self.hourly[0][usize::from(self.pending_hour) % 24];
-        *h = h.max(self.pending as f32);
+        self.daily.record(self.pending_hour, self.pending);
         self.pending = 0.0;
     }
 
@@ -386,16 +232,7 @@ impl Decider {
             let r = (residual.abs() / half).min(CAL_CLIP);
             self.ratio += weight(dt, CAL_TAU, self.seen) * (r - self.ratio);
         }
-        let s = score.min(SCORE_CLIP);
-        if self.seen == 1 {
-            (self.long_mean, self.long_var, self.short) = (s, 0.0, s);
-        } else {
-            let a = weight(dt, LONG_TAU, self.seen);
-            let dev = s - self.long_mean;
-            self.long_mean += a * dev;
-            self.long_var = (1.0 - a) * (self.long_var + a * dev * dev);
-            self.short += weight(dt, SHORT_TAU, self.seen) * (s - self.short);
-        }
+        self.scores.learn(score.min(SCORE_CLIP), dt, self.seen);
     }
 
     /// Judges `actual` at `ts` (Unix seconds) against the band (`yhat`,
@@ -444,12 +281,12 @@ impl Decider {
         // 4. The likelihood statistics, on the score at the band's own width.
         self.learn(residual, half, d.score * self.s.multiplier, dt);
         self.peak *= (-dt.max(0.0) / LONG_TAU).exp();
-        self.roll_days(ts);
+        self.daily.roll(ts);
         if self.pending == 0.0 {
-            self.pending_hour = (ts.rem_euclid(86_400) / 3600) as u8;
+            self.pending_hour = DailyRecord::hour_of(ts);
         }
         let routine = self.s.routine_factor > 0.0
-            && residual.abs() <= self.s.routine_factor * self.usual_at(self.pending_hour);
+            && residual.abs() <= self.s.routine_factor * self.daily.usual_at(self.pending_hour);
         let min_effect = if ts - first_ts >= RELATIVE_WARMUP {
             self.s.effect_floor(yhat, self.peak)
         } else {
