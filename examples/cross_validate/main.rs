@@ -72,6 +72,9 @@ fn main() {
     let folds: usize = args.get(2).map_or(5, |s| s.parse().expect("FOLDS"));
     let settings = ProphetSettings::default();
     let interval_width = settings.interval_width;
+    // `ROBUST=1`: robust training (fit, drop outlying points, refit), as
+    // `robust_training: true` does.
+    let robust = std::env::var("ROBUST").is_ok_and(|v| !v.is_empty() && v != "0");
     let trainers: Vec<Trainer> = [FutureTrend::Linear, FutureTrend::Flat]
         .into_iter()
         .map(|future_trend| {
@@ -79,7 +82,7 @@ fn main() {
                 future_trend,
                 ..settings.clone()
             };
-            Trainer::new(ModelFamily::Prophet, s, false, 42)
+            Trainer::new(ModelFamily::Prophet, s, robust, 42)
         })
         .collect();
     let started = std::time::Instant::now();
