@@ -34,6 +34,11 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
         .split(',')
         .map(|v| v.trim().parse().expect("PEAKS: comma-separated numbers"))
         .collect();
+    let multipliers: Vec<f64> = std::env::var("MULTIPLIERS")
+        .unwrap_or_else(|_| "2,2.5,3".into())
+        .split(',')
+        .map(|v| v.trim().parse().expect("MULTIPLIERS: comma-separated numbers"))
+        .collect();
     let routines: Vec<f64> = std::env::var("ROUTINE")
         .unwrap_or_else(|_| "0,1.5".into())
         .split(',')
@@ -51,7 +56,7 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
         })
         .collect();
     let mut out = Vec::new();
-    for &multiplier in &[2.0, 2.5, 3.0] {
+    for &multiplier in &multipliers {
         for &sustained in &[1, 2] {
             for &min_effect in &[3.0, 6.0] {
                 for &(min_effect_relative, min_effect_peak_factor) in &floors {
