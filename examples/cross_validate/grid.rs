@@ -37,7 +37,11 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
     let multipliers: Vec<f64> = std::env::var("MULTIPLIERS")
         .unwrap_or_else(|_| "2,2.5,3".into())
         .split(',')
-        .map(|v| v.trim().parse().expect("MULTIPLIERS: comma-separated numbers"))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .expect("MULTIPLIERS: comma-separated numbers")
+        })
         .collect();
     let routines: Vec<f64> = std::env::var("ROUTINE")
         .unwrap_or_else(|_| "0,1.5".into())
