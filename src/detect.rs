@@ -121,7 +121,7 @@ pub struct Detection {
 }
 
 /// The scaled band and score logic, for one multiplier.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Detector {
     multiplier: f64,
 }

@@ -17,6 +17,7 @@
 //! back on a channel and are applied between polls. Work per poll is O(1)
 //! per series that reported plus the tasks that fell due.
 
+pub mod decisions;
 pub mod failover;
 pub mod fetcher;
 pub mod horizon;
@@ -26,8 +27,8 @@ pub mod table;
 pub mod workers;
 
 use std::{
-    collections::BTreeMap,
-    path::PathBuf,
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc, Arc,
@@ -327,6 +328,10 @@ struct Monitor<'a> {
     model_dir: Option<PathBuf>,
     /// First fetches to send this poll (saved model missing or stale).
     refetch: Vec<(Slot, u32)>,
+    /// Where the series' decision states are kept across a restart, and
+    /// those read at the start that no series has claimed yet.
+    decisions_path: Option<PathBuf>,
+    restored: HashMap<String, Decider>,
 }
 
 impl<'a> Monitor<'a> {
@@ -344,6 +349,17 @@ impl<'a> Monitor<'a> {
                 source,
             })?;
         let model_dir = settings.model_path.parent().map(|p| p.join("series"));
+        let shard = &settings.monitor.shard;
+        let decisions_path = settings.model_path.parent().map(|p| {
+            decisions::path_for(
+                p,
+                shard.is_sharded().then(|| (shard.index(), shard.count())),
+            )
+        });
+        let restored = decisions_path
+            .as_deref()
+            .map(|path| restore(path, &settings.decision))
+            .unwrap_or_default();
         let (done_tx, done) = mpsc::channel::<Done>();
         let pool = Pool::start(
             settings.monitor.model_workers,
@@ -418,6 +434,8 @@ impl<'a> Monitor<'a> {
             started: Instant::now(),
             model_dir,
             refetch: Vec::new(),
+            decisions_path,
+            restored,
         })
     }
 
@@ -531,6 +549,7 @@ impl<'a> Monitor<'a> {
         let threshold = self.settings.threshold_multiplier;
         let shard = self.settings.monitor.shard;
         let mut others = 0usize;
+        let restored = &mut self.restored;
         for (id, labels, ts, value) in samples {
             if !shard.owns(&id) {
                 others += 1;
@@ -543,7 +562,9 @@ impl<'a> Monitor<'a> {
                 }),
                 labels,
                 origin,
-                decider: Decider::new(decision),
+                decider: restored
+                    .remove(id.as_str())
+                    .unwrap_or_else(|| Decider::new(decision)),
             });
             if new && self.table.counts().series <= LOG_EVERY_SERIES_UP_TO {
                 tracing::info!("new series {id}: warming up until its model is ready");
@@ -930,6 +951,16 @@ impl<'a> Monitor<'a> {
     /// abandoned: nothing of theirs is owed to the sink).
     fn stop(self) -> (Report, PathBuf, BTreeMap<String, SeriesReport>) {
         self.pool.close();
+        if let Some(path) = &self.decisions_path {
+            let states = self.table.iter().map(|e| (&*e.id, &e.decider));
+            match decisions::save(path, states) {
+                Ok(n) => tracing::info!(
+                    "kept the decision state of {n} series in {}",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!("cannot keep the series' decision states: {e}"),
+            }
+        }
         let series = self.series_report();
         self.rt.shutdown_background();
         (self.report, self.report_path, series)
@@ -957,6 +988,33 @@ impl<'a> Monitor<'a> {
                 )
             })
             .collect()
+    }
+}
+
+/// The decision states kept by the last run (see [`decisions`]), logged.
+fn restore(path: &Path, settings: &crate::detect::DecisionSettings) -> HashMap<String, Decider> {
+    match decisions::load(path, settings) {
+        Ok((kept, left)) => {
+            if !kept.is_empty() || left > 0 {
+                tracing::info!(
+                    "resuming the decision state of {} series from {}{}",
+                    kept.len(),
+                    path.display(),
+                    if left > 0 {
+                        format!(
+                            " ({left} start afresh: kept under other alert settings or unreadable)"
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            kept
+        }
+        Err(e) => {
+            tracing::warn!("{e}; every series starts its decision state afresh");
+            HashMap::new()
+        }
     }
 }
 

@@ -143,6 +143,56 @@ fn bare_machine_falls_back_to_simulation_and_writes_local_files() {
     );
 }
 
+/// Samples the kept decision state of `series` has judged.
+fn kept_seen(models: &Path, series: &str) -> u64 {
+    let text = std::fs::read_to_string(models.join("decisions.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["format"], "cpu-anomaly-decisions", "{v}");
+    v["series"][series]["seen"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no state of {series}: {v}"))
+}
+
+#[test]
+fn a_restart_resumes_each_series_decision_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &unreachable_url(), "");
+    let models = dir.path().join("models");
+    let out = monitor(&cfg, 6).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kept the decision state of 1 series"),
+        "{stderr}"
+    );
+    let first = kept_seen(&models, "simulated");
+    assert!(first > 0, "the first run judged samples");
+    // The second run goes on from what the first learnt.
+    let out = monitor(&cfg, 4).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming the decision state of 1 series from"),
+        "{stderr}"
+    );
+    let second = kept_seen(&models, "simulated");
+    assert!(
+        second > first,
+        "the state went on: {first} then {second} samples"
+    );
+    // Other alert settings: the series starts afresh, and says so.
+    let cfg = config(dir.path(), &unreachable_url(), "threshold_multiplier: 4\n");
+    let out = monitor(&cfg, 2).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming the decision state of 0 series")
+            && stderr.contains("1 start afresh"),
+        "{stderr}"
+    );
+    assert!(kept_seen(&models, "simulated") < second, "a fresh state");
+}
+
 /// Waits until Prometheus returns a value for the default query.
 fn wait_for_cpu_rate(prom: &servers::Server) {
     let start = Instant::now();

@@ -45,6 +45,8 @@
 //!    moved one, has recovered: the shift is dropped and the return does
 //!    not page.
 
+use serde::{Deserialize, Serialize};
+
 use super::{Detection, Detector, Direction, Severity};
 
 mod likelihood;
@@ -99,8 +101,9 @@ pub struct Verdict {
     pub rebaselined: bool,
 }
 
-/// The per-series decision state.
-#[derive(Debug, Clone, PartialEq)]
+/// The per-series decision state. It serialises (with its settings), so
+/// the monitor keeps it across a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decider {
     s: DecisionSettings,
     detector: Detector,
@@ -213,6 +216,21 @@ impl Decider {
         self.peak = self.peak.max(self.pending);
         self.daily.record(self.pending_hour, self.pending);
         self.pending = 0.0;
+    }
+
+    /// The settings this state decides with.
+    pub fn settings(&self) -> &DecisionSettings {
+        &self.s
+    }
+
+    /// A state kept from an earlier run (deserialised), if it was kept
+    /// with the settings `s`: a state learnt under other settings (another
+    /// multiplier, say) starts afresh instead.
+    pub fn resume(mut self, s: &DecisionSettings) -> Option<Decider> {
+        (self.s == *s).then(|| {
+            self.detector = Detector::new(s.multiplier);
+            self
+        })
     }
 
     /// The accepted level shift.

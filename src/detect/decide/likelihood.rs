@@ -16,7 +16,7 @@ pub(super) fn weight(dt: f64, tau: f64, seen: u32) -> f64 {
 }
 
 /// Long-run mean and variance of the score, and its short-term average.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct ScoreStats {
     long_mean: f64,
     long_var: f64,

@@ -7,7 +7,7 @@
 const DAY: i64 = 86_400;
 
 /// The per-hour record of the last three days.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct DailyRecord {
     /// Per hour: today's, yesterday's and the day before's largest
     /// excursion (f32 keeps the per-series state small).

@@ -37,7 +37,7 @@ impl Side {
 }
 
 /// The decision settings (the alerting keys of the config).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DecisionSettings {
     /// Band multiplier m ≥ 1.
     pub multiplier: f64,

@@ -411,3 +411,55 @@ fn the_per_series_state_stays_small() {
     eprintln!("Decider: {size} bytes");
     assert!(size <= 640, "{size} bytes");
 }
+
+#[test]
+fn a_state_kept_across_a_restart_decides_as_if_it_had_never_stopped() {
+    // A bursty week with a daily job, its alerts and cooldowns: the state
+    // written out at any sample and read back judges the rest exactly as
+    // the state that went on.
+    let s = DecisionSettings {
+        likelihood: 0.05,
+        likelihood_alone: 1e-4,
+        routine_factor: 1.5,
+        min_effect: 3.0,
+        min_effect_relative: 0.25,
+        min_effect_peak_factor: 1.5,
+        cooldown: 86_400,
+        ..settings()
+    };
+    let day = 288;
+    let values: Vec<f64> = (0..7 * day)
+        .map(|i| {
+            let job = if i % day >= 40 && i % day < 44 {
+                20.0
+            } else {
+                0.0
+            };
+            let burst = if (i * 7919) % 397 == 0 {
+                15.0 + (i % 13) as f64
+            } else {
+                0.0
+            };
+            50.0 + ((i * 31) % 7) as f64 * 0.2 + job + burst
+        })
+        .collect();
+    let whole = judge(&mut Decider::new(s), &values);
+    assert!(
+        whole.iter().any(|v| v.onset),
+        "the week pages at least once"
+    );
+    for cut in [1, 29, 500, 3 * day + 41, 6 * day] {
+        let mut d = Decider::new(s);
+        let mut v = judge(&mut d, &values[..cut]);
+        let kept = serde_json::to_string(&d).expect("serialises");
+        let back: Decider = serde_json::from_str(&kept).expect("deserialises");
+        let mut d = back.resume(&s).expect("same settings");
+        v.extend(judge_from(&mut d, cut as i64 * STEP, &values[cut..]));
+        assert_eq!(v, whole, "restarted after sample {cut}");
+    }
+    let other = DecisionSettings {
+        multiplier: 3.0,
+        ..s
+    };
+    assert!(Decider::new(s).resume(&other).is_none());
+}

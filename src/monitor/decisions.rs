@@ -1,0 +1,212 @@
+//! The series' decision states kept across a restart: written when the
+//! monitor stops cleanly (SIGINT/SIGTERM or `--ticks`), read when it
+//! starts. Without them every restart would begin each series afresh: a
+//! week of score statistics, the largest deviations and the per-hour
+//! record of daily jobs forgotten, so each host's first daily job or
+//! first burst after a restart would page, and an alert firing at the stop
+//! would page again.
+//!
+//! One JSON file, `{"format", "version", "saved_at", "series": {id:
+//! state}}`; a state that does not read back (another version, a value
+//! JSON cannot hold) or was kept under other decision settings starts
+//! afresh, the others are kept.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde_json::{Map, Value};
+
+use crate::detect::{Decider, DecisionSettings};
+
+/// The file's `format`.
+pub const FORMAT: &str = "cpu-anomaly-decisions";
+/// The file's `version`.
+pub const VERSION: u64 = 1;
+
+/// Why the file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not a decision-state file this version reads.
+    #[error("{path}: {message} (delete it to start every series afresh)")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file for a replica: `decisions.json` beside the per-series model
+/// directory, or `decisions-shard-<i>-of-<n>.json` for a sharded replica
+/// (replicas may share the directory).
+pub fn path_for(dir: &Path, shard: Option<(u32, u32)>) -> PathBuf {
+    match shard {
+        Some((i, n)) => dir.join(format!("decisions-shard-{i}-of-{n}.json")),
+        None => dir.join("decisions.json"),
+    }
+}
+
+/// The states read from `path`, resumed under `settings`, and how many
+/// were left out (unreadable or kept under other settings). A missing file
+/// is no state.
+pub fn load(
+    path: &Path,
+    settings: &DecisionSettings,
+) -> Result<(HashMap<String, Decider>, usize), StateError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((HashMap::new(), 0)),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let bad = |message: String| StateError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let format = value.get("format").and_then(Value::as_str);
+    if format != Some(FORMAT) {
+        return Err(bad(format!("format {format:?}, expected {FORMAT:?}")));
+    }
+    let version = value.get("version").and_then(Value::as_u64);
+    if version != Some(VERSION) {
+        return Err(bad(format!("version {version:?}, expected {VERSION}")));
+    }
+    let Some(series) = value.get("series").and_then(Value::as_object) else {
+        return Err(bad("no \"series\" object".into()));
+    };
+    let mut kept = HashMap::with_capacity(series.len());
+    let mut left = 0;
+    for (id, state) in series {
+        match serde_json::from_value::<Decider>(state.clone())
+            .ok()
+            .and_then(|d| d.resume(settings))
+        {
+            Some(d) => {
+                kept.insert(id.clone(), d);
+            }
+            None => left += 1,
+        }
+    }
+    Ok((kept, left))
+}
+
+/// Writes the states to `path` (through a temporary file renamed over
+/// it, so a crash mid-write leaves the previous file), creating its
+/// directory. Returns how many were written.
+pub fn save<'a>(
+    path: &Path,
+    states: impl Iterator<Item = (&'a str, &'a Decider)>,
+) -> Result<usize, StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut series = Map::new();
+    for (id, d) in states {
+        if let Ok(v) = serde_json::to_value(d) {
+            series.insert(id.to_string(), v);
+        }
+    }
+    let n = series.len();
+    let file = serde_json::json!({
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_at": chrono::Utc::now().to_rfc3339(),
+        "series": series,
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    serde_json::to_writer(&mut f, &file).map_err(|e| io(e.into()))?;
+    f.flush().map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> DecisionSettings {
+        DecisionSettings::default()
+    }
+
+    fn learnt(k: i64) -> Decider {
+        let mut d = Decider::new(settings());
+        for i in 0..50 {
+            d.update(i * 300, 50.0 + (i % 3) as f64, 50.0, 48.0, 52.0, 0.95);
+        }
+        d.update(50 * 300 + k, 90.0, 50.0, 48.0, 52.0, 0.95);
+        d
+    }
+
+    #[test]
+    fn states_read_back_as_written_and_other_settings_start_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), None);
+        assert_eq!(
+            load(&path, &settings()).unwrap().0.len(),
+            0,
+            "no file, no state"
+        );
+        let (a, b) = (learnt(0), learnt(7));
+        let n = save(
+            &path,
+            [("host-a:9100", &a), ("host-b:9100", &b)].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(n, 2);
+        let (kept, left) = load(&path, &settings()).unwrap();
+        assert_eq!((kept.len(), left), (2, 0));
+        assert_eq!(kept["host-a:9100"], a);
+        assert_eq!(kept["host-b:9100"], b);
+        let other = DecisionSettings {
+            multiplier: settings().multiplier + 1.0,
+            ..settings()
+        };
+        let (kept, left) = load(&path, &other).unwrap();
+        assert_eq!((kept.len(), left), (0, 2));
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn a_damaged_state_is_left_out_and_a_foreign_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), Some((1, 3)));
+        assert!(path.ends_with("decisions-shard-1-of-3.json"));
+        save(&path, [("a", &learnt(0))].into_iter()).unwrap();
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["series"]["b"] = serde_json::json!({"seen": "many"});
+        std::fs::write(&path, v.to_string()).unwrap();
+        let (kept, left) = load(&path, &settings()).unwrap();
+        assert_eq!((kept.len(), left), (1, 1));
+        std::fs::write(&path, r#"{"format": "something-else"}"#).unwrap();
+        let e = load(&path, &settings()).unwrap_err().to_string();
+        assert!(
+            e.contains("decisions-shard-1-of-3.json") && e.contains("something-else"),
+            "{e}"
+        );
+        std::fs::write(&path, "{").unwrap();
+        let e = load(&path, &settings()).unwrap_err().to_string();
+        assert!(e.contains("delete it"), "{e}");
+    }
+}
