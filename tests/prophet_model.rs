@@ -71,9 +71,48 @@ fn saved_model_reloads_to_identical_forecast() {
     assert_eq!(before, after);
     assert_eq!(loaded.unit(), Unit::Percent);
     assert_eq!(loaded.stored(), model.stored());
-    // The band widens into the future and contains yhat.
+    // The band contains yhat.
     assert!(before.upper.iter().zip(&before.yhat).all(|(u, y)| u > y));
     assert!(before.lower.iter().zip(&before.yhat).all(|(l, y)| l < y));
+}
+
+#[test]
+fn the_band_keeps_the_noise_width_after_the_history_unless_trend_uncertainty_is_on() {
+    // A history with a level shift in it: large fitted changepoints.
+    let (ts, mut ys) = data(15 * 96, 12);
+    let n = ys.len();
+    for y in &mut ys[n / 2..] {
+        *y += 25.0;
+    }
+    let future: Vec<i64> = (1..=3 * 288).map(|i| ts[n - 1] + i * 300).collect();
+    let half = |f: &cpu_anomaly::forecast::Forecast, i: usize| (f.upper[i] - f.lower[i]) / 2.0;
+    let fit = |trend_uncertainty: bool| {
+        let s = ProphetSettings {
+            trend_uncertainty,
+            ..ProphetSettings::default()
+        };
+        let m = ProphetTrainer::new()
+            .fit(&ts, &ys, &s, Unit::Percent, 42)
+            .unwrap();
+        (
+            m.predict(&ts[n - 10..]).unwrap(),
+            m.predict(&future).unwrap(),
+        )
+    };
+    // Default: up to 3 days ahead, the band is as wide as inside the history.
+    let (inside, ahead) = fit(false);
+    for i in 0..future.len() {
+        assert!((half(&ahead, i) - half(&inside, 0)).abs() < 1e-9, "{i}");
+    }
+    // Prophet's own band widens with the simulated trend changes.
+    let (inside, ahead) = fit(true);
+    let last = future.len() - 1;
+    assert!(
+        half(&ahead, last) > 1.2 * half(&inside, 0),
+        "{} vs {}",
+        half(&ahead, last),
+        half(&inside, 0)
+    );
 }
 
 #[test]
@@ -94,10 +133,12 @@ fn a_version_1_model_file_loads_to_the_same_forecast_as_a_fresh_fit() {
     let series =
         cpu_anomaly::dataset::read_csv(&dir.join("model_v1_history.csv"), &Default::default())
             .unwrap();
-    // Files written before `future_trend` existed extrapolate the trend
-    // (Prophet's own forecast), as they did.
+    // Files written before `future_trend` and `trend_uncertainty` existed
+    // extrapolate the trend and widen the band with it (Prophet's own
+    // forecast), as they did.
     let linear = ProphetSettings {
         future_trend: cpu_anomaly::forecast::FutureTrend::Linear,
+        trend_uncertainty: true,
         ..ProphetSettings::default()
     };
     let fresh = ProphetTrainer::new()

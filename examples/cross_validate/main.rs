@@ -32,7 +32,8 @@
 //! `min_effect_peak_factor` values where the relative floor is on (default
 //! `1,1.5,2`), `ROUTINE` its `alert_routine_factor` values (default
 //! `0,1.5`), `MULTIPLIERS` its band multipliers (default `2,2.5,3`),
-//! `ROBUST=1` fits with robust training, `PRECISION_EACH=1` holds the precision floor on the NAB
+//! `ROBUST=1` fits with robust training, `TREND_UNCERTAINTY=1` with
+//! Prophet's own band (widened by simulated trend changes), `PRECISION_EACH=1` holds the precision floor on the NAB
 //! and the generated series separately, `MIN_PRECISION` the selection's precision floor (default
 //! 0.6).
 //!
@@ -71,7 +72,13 @@ fn main() {
         .get(1)
         .map_or(5, |s| s.parse().expect("GENERATED_PER_KIND"));
     let folds: usize = args.get(2).map_or(5, |s| s.parse().expect("FOLDS"));
-    let settings = ProphetSettings::default();
+    // `TREND_UNCERTAINTY=1`: Prophet's own band, widened after the history
+    // by simulated trend changes (`prophet_trend_uncertainty: true`).
+    let settings = ProphetSettings {
+        trend_uncertainty: std::env::var("TREND_UNCERTAINTY")
+            .is_ok_and(|v| !v.is_empty() && v != "0"),
+        ..ProphetSettings::default()
+    };
     let interval_width = settings.interval_width;
     // `ROBUST=1`: robust training (fit, drop outlying points, refit), as
     // `robust_training: true` does.

@@ -70,6 +70,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("ROBUST_TRAINING", "robust_training"),
     ("PROPHET_OPTIMIZER", "prophet_optimizer"),
     ("PROPHET_FUTURE_TREND", "prophet_future_trend"),
+    ("PROPHET_TREND_UNCERTAINTY", "prophet_trend_uncertainty"),
     ("SEED", "seed"),
 ];
 
@@ -78,6 +79,7 @@ pub(super) fn kind_of(key: &str) -> Kind {
         "influxdb.enabled"
         | "band_calibration"
         | "robust_training"
+        | "prophet_trend_uncertainty"
         | "prophet_daily_seasonality"
         | "prophet_weekly_seasonality"
         | "prophet_yearly_seasonality" => Kind::Bool,

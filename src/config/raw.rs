@@ -153,6 +153,7 @@ pub(super) struct RawConfig {
     pub(super) prophet_uncertainty_samples: i64,
     pub(super) prophet_optimizer: OptimizerKind,
     pub(super) prophet_future_trend: FutureTrend,
+    pub(super) prophet_trend_uncertainty: bool,
     pub(super) seed: u64,
 }
 
@@ -217,6 +218,7 @@ impl Default for RawConfig {
             prophet_uncertainty_samples: 1000,
             prophet_optimizer: OptimizerKind::Native,
             prophet_future_trend: FutureTrend::Flat,
+            prophet_trend_uncertainty: false,
             seed: 42,
         }
     }
@@ -234,6 +236,7 @@ impl RawConfig {
             uncertainty_samples: self.prophet_uncertainty_samples.clamp(0, u32::MAX as i64) as u32,
             optimizer: self.prophet_optimizer,
             future_trend: self.prophet_future_trend,
+            trend_uncertainty: self.prophet_trend_uncertainty,
         }
     }
 }

@@ -360,7 +360,14 @@ impl ProphetModel {
                 spans: MAX_HORIZON_SPANS,
             });
         }
-        let offsets = BandOffsets::new(&self.band, t_max, self.stored.seed);
+        // Without trend uncertainty the band's offsets are the history's
+        // (the noise) at every distance.
+        let t_band = if self.stored.settings.trend_uncertainty {
+            t_max
+        } else {
+            t_max.min(1.0)
+        };
+        let offsets = BandOffsets::new(&self.band, t_band, self.stored.seed);
         let mut out = Forecast {
             timestamps: timestamps.to_vec(),
             yhat: Vec::with_capacity(timestamps.len()),

@@ -73,11 +73,23 @@ pub struct ProphetSettings {
     #[serde(default)]
     pub optimizer: OptimizerKind,
     /// How the trend continues after the history: `linear` (Prophet: the
-    /// last slope, extrapolated) or `flat` (held at its last value; the band
-    /// still widens with the trend's uncertainty). Model files written
+    /// last slope, extrapolated) or `flat` (held at its last value). Model files written
     /// before this setting existed read as `linear`.
     #[serde(default)]
     pub future_trend: FutureTrend,
+    /// Whether the band after the history also allows for future trend
+    /// changes (Prophet's own band, which widens with the distance) or
+    /// holds the observation noise's width at every distance. A detector's
+    /// band should not: a change of level or slope is what it is there to
+    /// see, and after a history with one the simulated changes widen the
+    /// band past a second one. Model files written before this setting
+    /// existed read as `true`.
+    #[serde(default = "prophets_own")]
+    pub trend_uncertainty: bool,
+}
+
+fn prophets_own() -> bool {
+    true
 }
 
 /// How a Prophet trend continues after the history.
@@ -115,6 +127,7 @@ impl Default for ProphetSettings {
             uncertainty_samples: 1000,
             optimizer: OptimizerKind::Native,
             future_trend: FutureTrend::Flat,
+            trend_uncertainty: false,
         }
     }
 }
