@@ -1,6 +1,6 @@
 //! The decision path: from a sample and its forecast band to a verdict and
 //! alert events. One implementation, used by `--mode evaluate` and by the
-//! monitor (per series, 544 bytes of state with its settings).
+//! monitor (per series, 552 bytes of state with its settings).
 //!
 //! Durations are in seconds of the samples' own timestamps, so one
 //! configuration means the same at 30-second polls and on 5-minute history.
@@ -26,7 +26,9 @@
 //!    excursion to page, unless the deviation is more than [`NOVEL_FACTOR`]
 //!    times the host's largest of the past week: a bursty host's usual
 //!    bursts need an improbable run of scores, a deviation bigger than any
-//!    it has had pages at once.
+//!    it has had pages at once, and so does an excursion flagged for
+//!    [`PERSIST`] in a row (an hour outside the band is an incident, however
+//!    high an earlier incident has set the host's long-run scores).
 //! 5. **Fire**: after `sustained` flags in a row, or at once for a CRITICAL
 //!    sample, if improbable enough; not within `cooldown` of the last
 //!    resolution. A deviation of at least `min_effect` inside the scaled
@@ -77,6 +79,12 @@ pub const SCORE_CLIP: f64 = 10.0;
 /// however often the host leaves its band.
 /// Chosen a priori, not in the cross-validation grid.
 pub const NOVEL_FACTOR: f64 = 2.0;
+/// Seconds of flags in a row after which an excursion passes the
+/// likelihood stage: an hour outside the band is an incident however often
+/// the host has left it before (a burst or a daily job is minutes long; an
+/// earlier incident's scores must not hide a second one).
+/// Chosen a priori, not in the cross-validation grid.
+pub const PERSIST: i64 = 3_600;
 /// Seconds of a series' own samples before a minimum effect below
 /// `min_effect` (the relative floor) applies: a day, so the peak bound
 /// has seen the host's normal daily spikes (a restarted monitor does not
@@ -107,8 +115,11 @@ pub struct Verdict {
 pub struct Decider {
     s: DecisionSettings,
     detector: Detector,
-    /// Flags in a row.
+    /// Flags in a row, and the time of the first of them (0: unknown, in
+    /// a state kept before it was; the next flag sets it).
     run: u32,
+    #[serde(default)]
+    run_since: i64,
     firing: bool,
     /// When the alert fired, when it was last flagged, when it resolved.
     fired_at: i64,
@@ -157,6 +168,7 @@ impl Decider {
             detector: Detector::new(s.multiplier),
             s,
             run: 0,
+            run_since: 0,
             firing: false,
             fired_at: 0,
             flagged_at: 0,
@@ -332,8 +344,12 @@ impl Decider {
         // 5.–7. The alert state.
         self.run = if flag { self.run + 1 } else { 0 };
         if flag {
+            if self.run == 1 || self.run_since == 0 {
+                self.run_since = ts;
+            }
             self.flagged_at = ts;
         }
+        let improbable = improbable || (flag && ts - self.run_since >= PERSIST);
         let (mut onset, mut resolved, mut rebaselined) = (false, false, false);
         if self.firing {
             self.sum += residual;

@@ -378,6 +378,38 @@ fn a_deviation_twice_the_hosts_largest_of_the_week_passes_the_likelihood_stage()
 }
 
 #[test]
+fn a_second_incident_an_hour_out_of_the_band_pages_though_the_first_raised_the_bar() {
+    let s = DecisionSettings {
+        sustained: 1,
+        likelihood: 1e-3,
+        ..settings()
+    };
+    // A calm day, a first incident of 6 hours 10 points up (it pages and
+    // fills the long-run scores with its own), a calm day again.
+    let mut history = vec![50.2; 288];
+    history.extend(vec![60.0; 72]);
+    history.extend(vec![50.2; 288]);
+    let after_first = || {
+        let mut d = Decider::new(s);
+        let v = judge(&mut d, &history);
+        assert_eq!(v.iter().filter(|x| x.onset).count(), 1);
+        d
+    };
+    let t0 = history.len() as i64 * STEP;
+    // A second, smaller incident (6 points: not novel against the first's
+    // 10) is not improbable under those scores: 50 minutes of it do not
+    // page...
+    let mut d = after_first();
+    let short = judge_from(&mut d, t0, &[56.0; 10]);
+    assert!(short.iter().all(|x| !x.onset), "tail {}", d.tail());
+    assert!(d.tail() > s.likelihood, "tail {}", d.tail());
+    // ...two hours of it page once, when it has been out for an hour.
+    let long = judge_from(&mut after_first(), t0, &[56.0; 24]);
+    let onsets: Vec<usize> = (0..long.len()).filter(|&i| long[i].onset).collect();
+    assert_eq!(onsets, [PERSIST as usize / STEP as usize]);
+}
+
+#[test]
 fn durations_are_time_not_samples() {
     // The same 20-minute incident at 30-second and at 5-minute samples:
     // one alert each, resolved 10 minutes after the last flag.
