@@ -25,7 +25,7 @@ use crate::{
     config::Settings,
     dataset::{self, ReadOptions, Series, Unit},
     detect::{Decider, DecisionSettings, Detection, Detector, Verdict},
-    forecast::{Forecast, ForecastError, Trainer},
+    forecast::{Forecast, ForecastError, Trainer, LEVEL_BELOW_SECONDS},
     plots::PlotError,
     simulate,
 };
@@ -404,6 +404,10 @@ pub struct WalkForward {
     pub dropped: usize,
     /// Indices into the scored points where each model starts.
     pub refits: Vec<usize>,
+    /// Fits on under [`LEVEL_BELOW_SECONDS`] of history, which are level
+    /// models (as the monitor fits them): Prophet cannot fit a daily cycle
+    /// from less.
+    pub level_fits: usize,
 }
 
 /// A walk-forward fit sees at most this many points of the rows before its
@@ -416,7 +420,8 @@ pub const WALK_FORWARD_FIT_POINTS: usize = 25_000;
 /// Fits on everything before each refit boundary (at most
 /// [`WALK_FORWARD_FIT_POINTS`] of it) and forecasts up to the next one: the
 /// forecast for `ts[first..]`, never using a point at or after the one
-/// being forecast.
+/// being forecast. A fit on under [`LEVEL_BELOW_SECONDS`] of history is a
+/// level model, as the monitor's first fits of a new host are.
 pub fn walk_forward(
     trainer: &Trainer,
     series: &Series,
@@ -445,12 +450,16 @@ pub fn walk_forward(
     type Part = Result<(Forecast, Option<Forecast>, usize), ForecastError>;
     let fit_one = |trainer: &Trainer, k: usize| -> Part {
         let (start, end) = segments[k];
-        let fitted = trainer.fit_at_most(
-            &ts[..start],
-            &series.values[..start],
-            series.unit,
-            WALK_FORWARD_FIT_POINTS,
-        )?;
+        let fitted = if ts[start.saturating_sub(1)] - ts[0] < LEVEL_BELOW_SECONDS {
+            trainer.fit_staged(&ts[..start], &series.values[..start], series.unit)?
+        } else {
+            trainer.fit_at_most(
+                &ts[..start],
+                &series.values[..start],
+                series.unit,
+                WALK_FORWARD_FIT_POINTS,
+            )?
+        };
         let learn = (k == 0)
             .then(|| fitted.model.predict(&ts[..start]))
             .transpose()?;
@@ -518,6 +527,10 @@ pub fn walk_forward(
         scored: out,
         dropped,
         refits: segments.iter().map(|(s, _)| s - first).collect(),
+        level_fits: segments
+            .iter()
+            .filter(|&&(s, _)| ts[s.saturating_sub(1)] - ts[0] < LEVEL_BELOW_SECONDS)
+            .count(),
     })
 }
 

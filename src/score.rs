@@ -233,6 +233,7 @@ pub fn run(settings: &Settings, opts: &ScoreOptions) -> Result<Vec<Summary>, Sco
                         source,
                     })?;
                 let refits = wf.refits.len();
+                let level_fits = wf.level_fits;
                 let s = evaluate::scored_series(
                     rel,
                     &series,
@@ -246,9 +247,14 @@ pub fn run(settings: &Settings, opts: &ScoreOptions) -> Result<Vec<Summary>, Sco
                     settings,
                 );
                 let what = format!(
-                    "walk-forward {}: learned on the first {first} rows, {refits} fit{} ({})",
+                    "walk-forward {}: learned on the first {first} rows, {refits} fit{}{} ({})",
                     settings.model.as_str(),
                     if refits == 1 { "" } else { "s" },
+                    if level_fits > 0 {
+                        format!(", the first {level_fits} on under 2 days of history level models")
+                    } else {
+                        String::new()
+                    },
                     match opts.retrain_every {
                         Some(d) => format!("refit every {d} s"),
                         None => "never refitted".into(),
