@@ -198,7 +198,7 @@ impl Default for RawConfig {
             alert_cooldown: Secs(86_400.0),
             rebaseline_after: Secs(0.0),
             alert_likelihood: 0.05,
-            alert_likelihood_alone: 0.0001,
+            alert_likelihood_alone: 0.001,
             alert_routine_factor: 1.5,
             interval_width: 0.95,
             train_ratio: 0.8,
