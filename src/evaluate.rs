@@ -25,7 +25,7 @@ use crate::{
     config::Settings,
     dataset::{self, ReadOptions, Series, Unit},
     detect::{Decider, DecisionSettings, Detection, Detector, Verdict},
-    forecast::{Forecast, ForecastError, Trainer, LEVEL_BELOW_SECONDS},
+    forecast::{Forecast, ForecastError, Model, Trainer},
     plots::PlotError,
     simulate,
 };
@@ -404,7 +404,7 @@ pub struct WalkForward {
     pub dropped: usize,
     /// Indices into the scored points where each model starts.
     pub refits: Vec<usize>,
-    /// Fits on under [`LEVEL_BELOW_SECONDS`] of history, which are level
+    /// Fits on under [`crate::forecast::LEVEL_BELOW_SECONDS`] of history, which are level
     /// models (as the monitor fits them): Prophet cannot fit a daily cycle
     /// from less.
     pub level_fits: usize,
@@ -420,7 +420,7 @@ pub const WALK_FORWARD_FIT_POINTS: usize = 25_000;
 /// Fits on everything before each refit boundary (at most
 /// [`WALK_FORWARD_FIT_POINTS`] of it) and forecasts up to the next one: the
 /// forecast for `ts[first..]`, never using a point at or after the one
-/// being forecast. A fit on under [`LEVEL_BELOW_SECONDS`] of history is a
+/// being forecast. A fit on under [`crate::forecast::LEVEL_BELOW_SECONDS`] of history is a
 /// level model, as the monitor's first fits of a new host are.
 pub fn walk_forward(
     trainer: &Trainer,
@@ -447,19 +447,16 @@ pub fn walk_forward(
     // Each segment's fit sees only the points before it, so the fits are
     // independent: they run on every core (a model stays on the thread
     // that fitted it), and the result does not depend on the order.
-    type Part = Result<(Forecast, Option<Forecast>, usize), ForecastError>;
+    // (forecast, in-sample forecast of the first, points dropped, a level model)
+    type Part = Result<(Forecast, Option<Forecast>, usize, bool), ForecastError>;
     let fit_one = |trainer: &Trainer, k: usize| -> Part {
         let (start, end) = segments[k];
-        let fitted = if ts[start.saturating_sub(1)] - ts[0] < LEVEL_BELOW_SECONDS {
-            trainer.fit_staged(&ts[..start], &series.values[..start], series.unit)?
-        } else {
-            trainer.fit_at_most(
-                &ts[..start],
-                &series.values[..start],
-                series.unit,
-                WALK_FORWARD_FIT_POINTS,
-            )?
-        };
+        let fitted = trainer.fit_staged_at_most(
+            &ts[..start],
+            &series.values[..start],
+            series.unit,
+            WALK_FORWARD_FIT_POINTS,
+        )?;
         let learn = (k == 0)
             .then(|| fitted.model.predict(&ts[..start]))
             .transpose()?;
@@ -467,6 +464,7 @@ pub fn walk_forward(
             fitted.model.predict(&ts[start..end])?,
             learn,
             fitted.dropped,
+            matches!(fitted.model, Model::Level(_)),
         ))
     };
     let workers = std::thread::available_parallelism()
@@ -509,14 +507,15 @@ pub fn walk_forward(
     }
     let mut out = Forecast::default();
     let mut learn = None;
-    let mut dropped = 0;
+    let (mut dropped, mut level_fits) = (0, 0);
     for p in parts {
-        let (f, l, d) =
+        let (f, l, d, level) =
             p.ok_or_else(|| ForecastError::Model("a fitting thread failed".into()))??;
         if learn.is_none() {
             learn = l;
         }
         dropped += d;
+        level_fits += usize::from(level);
         out.timestamps.extend(f.timestamps);
         out.yhat.extend(f.yhat);
         out.lower.extend(f.lower);
@@ -527,10 +526,7 @@ pub fn walk_forward(
         scored: out,
         dropped,
         refits: segments.iter().map(|(s, _)| s - first).collect(),
-        level_fits: segments
-            .iter()
-            .filter(|&&(s, _)| ts[s.saturating_sub(1)] - ts[0] < LEVEL_BELOW_SECONDS)
-            .count(),
+        level_fits,
     })
 }
 

@@ -344,6 +344,18 @@ impl Trainer {
         values: &[f64],
         unit: Unit,
     ) -> Result<Fitted, ForecastError> {
+        self.fit_staged_at_most(timestamps, values, unit, MAX_FIT_POINTS)
+    }
+
+    /// [`Trainer::fit_staged`], the model family's fit on an evenly strided
+    /// subsample of at most `max_points` points.
+    pub fn fit_staged_at_most(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        unit: Unit,
+        max_points: usize,
+    ) -> Result<Fitted, ForecastError> {
         let span = match (timestamps.iter().min(), timestamps.iter().max()) {
             (Some(a), Some(b)) => b - a,
             _ => 0,
@@ -360,7 +372,7 @@ impl Trainer {
                 stride: 1,
             });
         }
-        self.fit(timestamps, values, unit)
+        self.fit_at_most(timestamps, values, unit, max_points)
     }
 
     /// Fits on `timestamps`/`values`; with robust training, fits once, drops

@@ -23,7 +23,7 @@ use crate::{
     config::Settings,
     dataset::{self, format_ts, ReadOptions},
     evaluate::{self, report::write_scored_csv, EvaluateError, ScoredSeries},
-    forecast::{ForecastError, Model},
+    forecast::{ForecastError, Model, LEVEL_BELOW_SECONDS},
 };
 
 /// Errors of `--mode score`.
@@ -251,7 +251,10 @@ pub fn run(settings: &Settings, opts: &ScoreOptions) -> Result<Vec<Summary>, Sco
                     settings.model.as_str(),
                     if refits == 1 { "" } else { "s" },
                     if level_fits > 0 {
-                        format!(", the first {level_fits} on under 2 days of history level models")
+                        format!(
+                            ", the first {level_fits} on under {} days of history level models",
+                            LEVEL_BELOW_SECONDS / 86_400
+                        )
                     } else {
                         String::new()
                     },
