@@ -25,6 +25,12 @@ pub const MIN_ROWS: usize = 10;
 pub const DETECT_FRACTION_MAX: f64 = 1.5;
 /// A step larger than this multiple of the median step is a gap.
 pub const GAP_FACTOR: f64 = 1.5;
+/// The bundled sample history, relative to the working directory: the
+/// default `dataset` of every mode.
+pub const BUNDLED_DATASET: &str = "datasets/sample_cpu.csv";
+/// The bundled sample's text, built into the binary, so the defaults work
+/// from any directory (a bare machine has the binary and nothing else).
+const BUNDLED_CSV: &str = include_str!("../datasets/sample_cpu.csv");
 
 /// What went wrong while reading a dataset.
 #[derive(Debug, thiserror::Error)]
@@ -376,12 +382,29 @@ fn find_column(
 }
 
 /// Reads a CSV file into a [`Series`], applying the documented repairs.
+///
+/// [`BUNDLED_DATASET`] missing from the working directory is read from the
+/// copy built into the binary (said once at info level); any other missing
+/// file is an error.
 pub fn read_csv(path: &Path, opts: &ReadOptions) -> Result<Series, DatasetError> {
-    let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    read_csv_from(file, path, opts)
+    match std::fs::File::open(path) {
+        Ok(file) => read_csv_from(file, path, opts),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(BUNDLED_DATASET) =>
+        {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::info!(
+                    "{BUNDLED_DATASET} is not in the working directory; using the copy built into the binary"
+                )
+            });
+            read_csv_from(BUNDLED_CSV.as_bytes(), path, opts)
+        }
+        Err(source) => Err(DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Like [`read_csv`], from any reader; `path` is used in messages only.

@@ -90,6 +90,30 @@ fn no_plots_and_no_eda_are_honoured() {
 }
 
 #[test]
+fn the_default_dataset_is_built_in_when_the_directory_has_none() {
+    // A bare machine: the binary in an empty directory, no config file.
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["--mode", "train", "--no-plots", "--no-eda"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("datasets/sample_cpu.csv is not in the working directory; using the copy built into the binary"),
+        "{stderr}"
+    );
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("models/prophet_model.meta.json")).unwrap(),
+    )
+    .unwrap();
+    let bundled = include_str!("../datasets/sample_cpu.csv").lines().count() - 1;
+    assert_eq!(meta["rows"], bundled as u64);
+    assert!(!dir.path().join("datasets").exists());
+}
+
+#[test]
 fn bad_csv_exits_3_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bad.csv");

@@ -205,7 +205,7 @@ impl Default for RawConfig {
             monitoring_interval: Secs(30.0),
             log_level: "info".into(),
             log_dir: "logs".into(),
-            dataset: "datasets/sample_cpu.csv".into(),
+            dataset: crate::dataset::BUNDLED_DATASET.into(),
             model_path: "models/prophet_model.json".into(),
             output_dir: "output".into(),
             model: ModelFamily::Prophet,
