@@ -81,6 +81,9 @@ pub struct MonitorSettings {
     pub simulation_after_failures: u32,
     /// How long a vanished series is kept before it is dropped.
     pub series_grace_period: Duration,
+    /// How often the series' decision states are written while running
+    /// (`None`: only at a clean stop), so a crash loses at most this much.
+    pub decision_state_interval: Option<Duration>,
     /// Prometheus series that use the model at `model_path` (none when empty).
     pub model_selector: Selector,
     /// This replica's share of the series (`shard_count`, `shard_index`,
@@ -522,6 +525,19 @@ impl Settings {
             }
         }
         let monitoring_interval = positive_secs("monitoring_interval", raw.monitoring_interval)?;
+        let decision_state_interval = match raw.decision_state_interval.0 {
+            0.0 => None,
+            v if v.is_finite() && v > 0.0 && v <= MAX_DURATION_SECS => {
+                Some(Duration::from_secs_f64(v))
+            }
+            v => {
+                return Err(range(
+                    "decision_state_interval",
+                    v.to_string(),
+                    "0 (at a clean stop only) or a duration of at most 366 days (seconds, or 30s, 5m, 12h, 1d)",
+                ))
+            }
+        };
         let host = env("HOSTNAME")
             .filter(|h| !h.trim().is_empty())
             .unwrap_or_else(crate::shard::kernel_hostname);
@@ -583,6 +599,7 @@ impl Settings {
                 min_history: positive_secs("min_history", raw.min_history)?,
                 simulation_after_failures: raw.simulation_after_failures as u32,
                 series_grace_period: positive_secs("series_grace_period", raw.series_grace_period)?,
+                decision_state_interval,
                 model_selector,
                 model_workers,
                 shard,

@@ -332,6 +332,10 @@ struct Monitor<'a> {
     /// those read at the start that no series has claimed yet.
     decisions_path: Option<PathBuf>,
     restored: HashMap<String, Decider>,
+    /// When the decision states were last written (`decision_state_interval`),
+    /// and the thread writing a snapshot of them, if one is.
+    decisions_written: Instant,
+    decisions_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl<'a> Monitor<'a> {
@@ -436,6 +440,8 @@ impl<'a> Monitor<'a> {
             refetch: Vec::new(),
             decisions_path,
             restored,
+            decisions_written: Instant::now(),
+            decisions_writer: None,
         })
     }
 
@@ -927,6 +933,56 @@ impl<'a> Monitor<'a> {
         if due {
             self.write_report();
         }
+        let keep = self
+            .settings
+            .monitor
+            .decision_state_interval
+            .is_some_and(|every| self.decisions_written.elapsed() >= every);
+        if keep {
+            self.write_decisions_behind();
+        }
+    }
+
+    /// Every `decision_state_interval`: a snapshot of the series' decision
+    /// states written to `decisions_path` on a thread of its own (10,000
+    /// series are ~10 MB of JSON, a quarter of a second or more with the
+    /// sync, which the poll loop does not wait for), so a crash loses at
+    /// most that much of what each series has learnt. A write still in
+    /// progress is not overlapped.
+    fn write_decisions_behind(&mut self) {
+        self.decisions_written = Instant::now();
+        if self
+            .decisions_writer
+            .as_ref()
+            .is_some_and(|w| !w.is_finished())
+        {
+            return;
+        }
+        let Some(path) = self.decisions_path.clone() else {
+            return;
+        };
+        let snapshot: Vec<(Arc<str>, Decider)> = self
+            .table
+            .iter()
+            .map(|e| (e.id.clone(), e.decider.clone()))
+            .collect();
+        let writer = std::thread::Builder::new()
+            .name("decisions".into())
+            .spawn(move || {
+                let start = Instant::now();
+                match decisions::save(&path, snapshot.iter().map(|(id, d)| (&**id, d))) {
+                    Ok(n) => tracing::debug!(
+                        "wrote the decision state of {n} series to {} in {:.3} s",
+                        path.display(),
+                        start.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => tracing::warn!("cannot keep the series' decision states: {e}"),
+                }
+            });
+        match writer {
+            Ok(w) => self.decisions_writer = Some(w),
+            Err(e) => tracing::warn!("cannot start writing the series' decision states: {e}"),
+        }
     }
 
     fn write_report(&mut self) {
@@ -949,8 +1005,12 @@ impl<'a> Monitor<'a> {
 
     /// Stops the workers and the runtime (fits and fetches in flight are
     /// abandoned: nothing of theirs is owed to the sink).
-    fn stop(self) -> (Report, PathBuf, BTreeMap<String, SeriesReport>) {
+    fn stop(mut self) -> (Report, PathBuf, BTreeMap<String, SeriesReport>) {
         self.pool.close();
+        if let Some(w) = self.decisions_writer.take() {
+            // The last periodic write finishes before the final one.
+            let _ = w.join();
+        }
         if let Some(path) = &self.decisions_path {
             let states = self.table.iter().map(|e| (&*e.id, &e.decider));
             match decisions::save(path, states) {

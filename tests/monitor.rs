@@ -193,6 +193,50 @@ fn a_restart_resumes_each_series_decision_state() {
     assert!(kept_seen(&models, "simulated") < second, "a fresh state");
 }
 
+#[test]
+fn the_decision_states_are_written_while_running_so_a_crash_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &unreachable_url(),
+        "decision_state_interval: 1\n",
+    );
+    let models = dir.path().join("models");
+    let mut child = start_monitor(&cfg, dir.path());
+    let start = Instant::now();
+    let judged = loop {
+        let seen = std::fs::read_to_string(models.join("decisions.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["series"]["simulated"]["seen"].as_u64());
+        if let Some(n) = seen.filter(|n| *n > 0) {
+            break n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no decision state written while running after 60 s:\n{}",
+            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // kill -9: no clean stop, so what is on disk was written while running.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(!stderr.contains("kept the decision state"), "{stderr}");
+    let out = monitor(&cfg, 2).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming the decision state of 1 series from"),
+        "{stderr}"
+    );
+    assert!(
+        kept_seen(&models, "simulated") >= judged,
+        "the restart went on from the {judged} samples judged before the crash"
+    );
+}
+
 /// Waits until Prometheus returns a value for the default query.
 fn wait_for_cpu_rate(prom: &servers::Server) {
     let start = Instant::now();

@@ -32,6 +32,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MODEL_SELECTOR", "model_selector"),
     ("MODEL_WORKERS", "model_workers"),
     ("RETRAIN_INTERVAL", "retrain_interval"),
+    ("DECISION_STATE_INTERVAL", "decision_state_interval"),
     ("SIMULATION_SERIES", "simulation_series"),
     ("SHARD_COUNT", "shard_count"),
     ("SHARD_INDEX", "shard_index"),

@@ -195,6 +195,34 @@ fn monitor_section_keys_and_their_errors() {
     cli.set("training_step", "--training-step", Some(0.5));
     let e = load("", &[], cli).unwrap_err().to_string();
     assert!(e.starts_with("flag --training-step"), "{e}");
+    assert_eq!(
+        d.monitor.decision_state_interval,
+        Some(Duration::from_secs(300))
+    );
+    let s = load("decision_state_interval: 0\n", &[], CliOverrides::default()).unwrap();
+    assert_eq!(s.monitor.decision_state_interval, None);
+    let s = load(
+        "",
+        &[("DECISION_STATE_INTERVAL", "1m")],
+        CliOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.monitor.decision_state_interval,
+        Some(Duration::from_secs(60))
+    );
+    let e = load(
+        "decision_state_interval: -5\n",
+        &[],
+        CliOverrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("c.yaml: key `decision_state_interval`")
+            && e.contains("0 (at a clean stop only)"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The series' decision states kept across a restart: written when the
-//! monitor stops cleanly (SIGINT/SIGTERM or `--ticks`), read when it
-//! starts. Without them every restart would begin each series afresh: a
+//! monitor stops cleanly (SIGINT/SIGTERM or `--ticks`) and every
+//! `decision_state_interval` while it runs (so a crash loses at most that
+//! much), read when it starts. Without them every restart would begin each series afresh: a
 //! week of score statistics, the largest deviations and the per-hour
 //! record of daily jobs forgotten, so each host's first daily job or
 //! first burst after a restart would page, and an alert firing at the stop
@@ -134,10 +135,10 @@ pub fn save<'a>(
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
     serde_json::to_writer(&mut f, &file).map_err(|e| io(e.into()))?;
     f.flush().map_err(io)?;
-    f.sync_all().map_err(io)?;
+    f.get_ref().sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(n)
 }
