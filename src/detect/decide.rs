@@ -1,6 +1,6 @@
 //! The decision path: from a sample and its forecast band to a verdict and
 //! alert events. One implementation, used by `--mode evaluate` and by the
-//! monitor (per series, 552 bytes of state with its settings).
+//! monitor (per series, 560 bytes of state with its settings).
 //!
 //! Durations are in seconds of the samples' own timestamps, so one
 //! configuration means the same at 30-second polls and on 5-minute history.
@@ -51,10 +51,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Detection, Detector, Direction, Severity};
 
+mod alert;
 mod likelihood;
 mod routine;
 mod settings;
 
+use alert::{AlertState, Sample};
 use likelihood::{weight, ScoreStats};
 pub use likelihood::{LONG_TAU, SHORT_TAU};
 use routine::DailyRecord;
@@ -115,22 +117,9 @@ pub struct Verdict {
 pub struct Decider {
     s: DecisionSettings,
     detector: Detector,
-    /// Flags in a row, and the time of the first of them (0: unknown, in
-    /// a state kept before it was; the next flag sets it).
-    run: u32,
-    #[serde(default)]
-    run_since: i64,
-    firing: bool,
-    /// When the alert fired, when it was last flagged, when it resolved.
-    fired_at: i64,
-    flagged_at: i64,
-    resolved_at: Option<i64>,
-    /// The alert's residuals since it fired (or since the last
-    /// re-baselining): their sum, count and sides.
-    sum: f64,
-    count: u32,
-    above: u32,
-    below: u32,
+    /// Stages 5–7 (see [`alert`]).
+    #[serde(flatten)]
+    alert: AlertState,
     /// Accepted level shift.
     offset: f64,
     /// Running mean of |residual| / half-width.
@@ -167,16 +156,7 @@ impl Decider {
         Decider {
             detector: Detector::new(s.multiplier),
             s,
-            run: 0,
-            run_since: 0,
-            firing: false,
-            fired_at: 0,
-            flagged_at: 0,
-            resolved_at: None,
-            sum: 0.0,
-            count: 0,
-            above: 0,
-            below: 0,
+            alert: AlertState::new(),
             offset: 0.0,
             ratio: 0.0,
             scores: ScoreStats::default(),
@@ -214,10 +194,7 @@ impl Decider {
     /// history never pages. Used by `examples/cross_validate/` (`WARM=1`);
     /// neither evaluate nor the monitor warms up yet.
     pub fn end_warm_up(&mut self) {
-        self.run = 0;
-        self.firing = false;
-        self.resolved_at = None;
-        (self.sum, self.count, self.above, self.below) = (0.0, 0, 0, 0);
+        self.alert.clear();
         self.offset = 0.0;
         self.end_excursion();
     }
@@ -342,66 +319,30 @@ impl Decider {
             && self.s.direction.allows(side);
         let flag = d.is_anomaly || strong;
         // 5.–7. The alert state.
-        self.run = if flag { self.run + 1 } else { 0 };
-        if flag {
-            if self.run == 1 || self.run_since == 0 {
-                self.run_since = ts;
-            }
-            self.flagged_at = ts;
+        let step = self.alert.step(
+            &self.s,
+            Sample {
+                ts,
+                residual,
+                flag,
+                improbable,
+                routine,
+                critical: d.severity == Severity::Critical,
+            },
+        );
+        if let Some(shift) = step.shift {
+            self.offset += shift;
         }
-        let improbable = improbable || (flag && ts - self.run_since >= PERSIST);
-        let (mut onset, mut resolved, mut rebaselined) = (false, false, false);
-        if self.firing {
-            self.sum += residual;
-            self.count += 1;
-            if residual >= 0.0 {
-                self.above += 1;
-            } else {
-                self.below += 1;
-            }
-            let one_sided = self.above == 0 || self.below == 0;
-            if self.s.rebaseline_after > 0
-                && ts - self.fired_at >= self.s.rebaseline_after
-                && one_sided
-            {
-                self.offset += self.sum / f64::from(self.count.max(1));
-                rebaselined = true;
-                self.fired_at = ts;
-                (self.sum, self.count, self.above, self.below) = (0.0, 0, 0, 0);
-            }
-            if !flag && ts - self.flagged_at >= self.s.clear_after {
-                self.firing = false;
-                resolved = true;
-                self.resolved_at = Some(ts);
-                self.run = 0;
-            }
-        } else {
-            let cooling = self.resolved_at.is_some_and(|r| ts - r < self.s.cooldown);
-            let fires = flag
-                && improbable
-                && !cooling
-                && !routine
-                && (self.run >= self.s.sustained.max(1) || d.severity == Severity::Critical);
-            if fires {
-                self.firing = true;
-                onset = true;
-                self.fired_at = ts;
-                self.sum = residual;
-                self.count = 1;
-                self.above = u32::from(residual >= 0.0);
-                self.below = u32::from(residual < 0.0);
-            }
-        }
-        if !self.firing && self.run == 0 {
+        if self.alert.quiet() {
             self.end_excursion();
         }
         Verdict {
             detection: d,
             yhat,
-            alert: self.firing,
-            onset,
-            resolved,
-            rebaselined,
+            alert: self.alert.firing(),
+            onset: step.onset,
+            resolved: step.resolved,
+            rebaselined: step.shift.is_some(),
         }
     }
 }

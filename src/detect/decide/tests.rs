@@ -495,3 +495,33 @@ fn a_state_kept_across_a_restart_decides_as_if_it_had_never_stopped() {
     };
     assert!(Decider::new(s).resume(&other).is_none());
 }
+
+#[test]
+fn the_kept_state_reads_as_the_versions_before_wrote_it() {
+    // The alert's fields sit at the top level of a kept state, where
+    // version 1 of decisions.json has always had them, and a state kept
+    // before `run_since` existed still reads.
+    let mut d = Decider::new(settings());
+    judge(&mut d, &[50.0, 50.0, 53.0, 53.0, 53.0]);
+    let mut v = serde_json::to_value(&d).expect("serialises");
+    let o = v.as_object_mut().expect("an object");
+    for key in [
+        "run",
+        "run_since",
+        "firing",
+        "fired_at",
+        "flagged_at",
+        "resolved_at",
+        "sum",
+        "count",
+        "above",
+        "below",
+        "offset",
+        "peak",
+    ] {
+        assert!(o.contains_key(key), "{key} at the top level: {o:?}");
+    }
+    o.remove("run_since");
+    let back: Decider = serde_json::from_value(v).expect("a state without run_since reads");
+    assert!(back.resume(&settings()).is_some());
+}
