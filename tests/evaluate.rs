@@ -155,6 +155,57 @@ fn labelled_protocol_hits_labelled_windows() {
 }
 
 #[test]
+fn degenerate_quiet_series_raise_no_alert() {
+    // Shapes a benchmark's no-anomaly files have and a fleet has too: a
+    // flat line (no noise at all: the band has no width), a perfect square
+    // wave (12 hours at 80 %, 12 at 20 %: Fourier terms cannot fit its
+    // edges) and a noiseless daily sine. Two weeks at 5 minutes, learning
+    // on the first 15 % and walking forward with daily refits, as the
+    // labelled protocol does: not one flag, not one alert.
+    let s = settings();
+    let trainer = s.trainer();
+    let start = 1_748_822_400; // a Monday
+    let timestamps: Vec<i64> = (0..4032).map(|k| start + k * 300).collect();
+    let day = |t: i64| (t - start).rem_euclid(86_400) as f64 / 86_400.0;
+    let shapes: [(&str, &dyn Fn(i64) -> f64); 3] = [
+        ("flat line", &|_| 20.0),
+        ("square wave", &|t| if day(t) < 0.5 { 80.0 } else { 20.0 }),
+        ("noiseless sine", &|t| {
+            50.0 + 30.0 * (2.0 * std::f64::consts::PI * day(t)).sin()
+        }),
+    ];
+    for (name, f) in shapes {
+        let data = Series {
+            name: name.into(),
+            timestamps: timestamps.clone(),
+            values: timestamps.iter().map(|&t| f(t)).collect(),
+            unit: Unit::Percent,
+            labels: None,
+            report: LoadReport::default(),
+        };
+        let scored =
+            evaluate::evaluate_labelled(&trainer, &data, name, Vec::new(), &s, 0.15, Some(86_400))
+                .unwrap();
+        assert_eq!(
+            scored.verdicts.len(),
+            4032 - 604,
+            "{name}: every point after the learning part"
+        );
+        let flags = scored
+            .verdicts
+            .iter()
+            .filter(|v| v.detection.is_anomaly)
+            .count();
+        let onsets = scored.verdicts.iter().filter(|v| v.onset).count();
+        assert_eq!(
+            (flags, onsets),
+            (0, 0),
+            "{name}: {flags} flags, {onsets} alerts"
+        );
+    }
+}
+
+#[test]
 fn evaluate_cli_simulated_writes_everything() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("cpu.csv");
