@@ -213,6 +213,12 @@ pub const MAX_HISTORY_POINTS: i64 = 10_000;
 const REPORT_EVERY_POLL_UP_TO: usize = 1000;
 /// See [`REPORT_EVERY_POLL_UP_TO`].
 const REPORT_EVERY: Duration = Duration::from_secs(30);
+/// A kept decision state no series has claimed since the start (the
+/// series has not reappeared: Prometheus down, a host being rebuilt) is
+/// written back with the others while its last sample is under this old
+/// (seconds): a week, the span of its score statistics. Older ones are
+/// dropped, so the file does not keep every host that ever went away.
+const UNCLAIMED_KEPT_FOR: i64 = 7 * 86_400;
 /// Per-series log lines per poll before they are summarised.
 const LOG_LINES_PER_POLL: usize = 10;
 /// Up to this many series every model and new series is logged.
@@ -962,9 +968,8 @@ impl<'a> Monitor<'a> {
             return;
         };
         let snapshot: Vec<(Arc<str>, Decider)> = self
-            .table
-            .iter()
-            .map(|e| (e.id.clone(), e.decider.clone()))
+            .kept_states()
+            .map(|(id, d)| (Arc::from(id), d.clone()))
             .collect();
         let writer = std::thread::Builder::new()
             .name("decisions".into())
@@ -983,6 +988,20 @@ impl<'a> Monitor<'a> {
             Ok(w) => self.decisions_writer = Some(w),
             Err(e) => tracing::warn!("cannot start writing the series' decision states: {e}"),
         }
+    }
+
+    /// The decision states to keep: every series' in the table, and those
+    /// read at the start that no series has claimed yet, while recent
+    /// ([`UNCLAIMED_KEPT_FOR`]).
+    fn kept_states(&self) -> impl Iterator<Item = (&str, &Decider)> {
+        let now = chrono::Utc::now().timestamp();
+        let table = self.table.iter().map(|e| (&*e.id, &e.decider));
+        let unclaimed = self
+            .restored
+            .iter()
+            .filter(move |(_, d)| d.last_seen().is_some_and(|t| now - t < UNCLAIMED_KEPT_FOR))
+            .map(|(id, d)| (id.as_str(), d));
+        table.chain(unclaimed)
     }
 
     fn write_report(&mut self) {
@@ -1012,8 +1031,7 @@ impl<'a> Monitor<'a> {
             let _ = w.join();
         }
         if let Some(path) = &self.decisions_path {
-            let states = self.table.iter().map(|e| (&*e.id, &e.decider));
-            match decisions::save(path, states) {
+            match decisions::save(path, self.kept_states()) {
                 Ok(n) => tracing::info!(
                     "kept the decision state of {n} series in {}",
                     path.display()

@@ -237,6 +237,51 @@ fn the_decision_states_are_written_while_running_so_a_crash_keeps_them() {
     );
 }
 
+#[test]
+fn a_kept_state_no_series_claims_is_kept_for_a_week() {
+    // A host absent from the next run (Prometheus down, the host being
+    // rebuilt) keeps its state in the file while its last sample is under
+    // a week old; an older one is dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let cfg = config(dir.path(), &unreachable_url(), "");
+    let out = monitor(&cfg, 4).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = kept_seen(&models, "simulated");
+    assert!(seen > 0);
+    // Two other hosts: `simulated` does not come back.
+    let two = config(dir.path(), &unreachable_url(), "simulation_series: 2\n");
+    let out = monitor(&two, 3).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(kept_seen(&models, "simulated"), seen, "carried as it was");
+    assert!(kept_seen(&models, "simulated-1") > 0);
+    // Its last sample eight days back: dropped at the next write.
+    let file = models.join("decisions.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let last = v["series"]["simulated"]["last_ts"].as_i64().unwrap();
+    v["series"]["simulated"]["last_ts"] = (last - 8 * 86_400).into();
+    std::fs::write(&file, v.to_string()).unwrap();
+    let out = monitor(&two, 2).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(v["series"].get("simulated").is_none(), "{v}");
+    assert!(v["series"].get("simulated-2").is_some(), "{v}");
+}
+
 /// Waits until Prometheus returns a value for the default query.
 fn wait_for_cpu_rate(prom: &servers::Server) {
     let start = Instant::now();

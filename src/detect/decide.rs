@@ -222,6 +222,11 @@ impl Decider {
         })
     }
 
+    /// The time of the last sample judged (Unix seconds), if any.
+    pub fn last_seen(&self) -> Option<i64> {
+        self.last_ts
+    }
+
     /// The accepted level shift.
     pub fn offset(&self) -> f64 {
         self.offset
