@@ -11,6 +11,7 @@
 mod gram;
 pub mod lbfgs;
 pub mod posterior;
+mod stan;
 
 use augurs_prophet::{
     optimizer::{self, Data, InitialParams, OptimizeOpts, OptimizedParams},

@@ -5,8 +5,27 @@
 // Index loops read like the formulas they implement.
 #![allow(clippy::needless_range_loop)]
 
-use super::posterior::{dot, sign, Posterior, KM_PRIOR_SD, SIGMA_FLOOR};
-use augurs_prophet::optimizer::TrendIndicator;
+use super::stan::{dot, sign, KM_PRIOR_SD, SIGMA_FLOOR};
+
+/// The parts of one fit's data the statistics are built from (scaled, as
+/// the posterior holds them).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Design<'a> {
+    /// Times, `T`.
+    pub t: &'a [f64],
+    /// Values, `T`.
+    pub y: &'a [f64],
+    /// Features, `T × K` row-major.
+    pub x: &'a [f64],
+    /// Changepoint times, `S`.
+    pub t_change: &'a [f64],
+    /// Additive indicator per feature, `K`.
+    pub s_a: &'a [f64],
+    /// Changepoints at or before each `t[i]`, `T`.
+    pub segment: &'a [usize],
+    /// A linear trend (else flat: the `t` and changepoint columns are zero).
+    pub linear: bool,
+}
 
 /// `ZᵀZ`, `Zᵀy` and `yᵀy` for `Z = [t, 1, (t − c_j)₊, X_sa]`, the design
 /// matrix of a linear (or flat: `t` and the changepoint columns are zero)
@@ -22,12 +41,12 @@ pub(super) struct Gram {
 }
 
 impl Gram {
-    pub(super) fn new(p: &Posterior<'_>) -> Self {
+    pub(super) fn new(p: &Design<'_>) -> Self {
         let n = p.t.len();
         let s = p.t_change.len();
         let k = p.s_a.len();
         let dim = 2 + s + k;
-        let linear = p.trend_kind == TrendIndicator::Linear;
+        let linear = p.linear;
         // Column-major Z, each column from its first non-zero row (the
         // changepoint columns are zero before their changepoint when t is
         // sorted, which augurs guarantees; otherwise from row 0).

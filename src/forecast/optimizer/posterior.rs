@@ -35,19 +35,11 @@
 
 use augurs_prophet::optimizer::{Data, TrendIndicator};
 
-use super::gram::Gram;
+use super::gram::{Design, Gram};
+pub use super::stan::SIGMA_FLOOR;
+use super::stan::{dot, sign, KM_PRIOR_SD, SIGMA_PRIOR_SD};
 
 mod trend;
-
-/// Prior scale of `k` and `m` in `prophet.stan`.
-pub(super) const KM_PRIOR_SD: f64 = 5.0;
-/// Smallest `sigma_obs` (scaled units) a fit returns. A perfectly fitted
-/// series (constant, say) has no posterior maximum: the density grows
-/// without bound as the noise shrinks. Stan returns whatever tiny value it
-/// stopped at; this floor makes the answer defined.
-pub const SIGMA_FLOOR: f64 = 1e-9;
-/// Prior scale of `sigma_obs` in `prophet.stan`.
-pub(super) const SIGMA_PRIOR_SD: f64 = 0.5;
 
 /// What is wrong with the data handed to the optimizer.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -100,7 +92,15 @@ impl<'a> Posterior<'a> {
     pub fn new(data: &'a Data, jacobian: bool) -> Result<Self, DataError> {
         let mut p = Self::direct(data, jacobian)?;
         if p.trend_kind != TrendIndicator::Logistic && !p.any_multiplicative {
-            p.gram = Some(Gram::new(&p));
+            p.gram = Some(Gram::new(&Design {
+                t: p.t,
+                y: p.y,
+                x: p.x,
+                t_change: p.t_change,
+                s_a: &p.s_a,
+                segment: &p.segment,
+                linear: p.trend_kind == TrendIndicator::Linear,
+            }));
         }
         Ok(p)
     }
@@ -348,34 +348,6 @@ impl<'a> Posterior<'a> {
         grad[2 + s] = sigma * sigma * sigma_precision + n - jacobian - rss * inv_var;
         f
     }
-}
-
-/// Derivative of |d| as Stan's `fabs` takes it: 0 at 0.
-pub(super) fn sign(d: f64) -> f64 {
-    if d > 0.0 {
-        1.0
-    } else if d < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
-
-#[inline]
-pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Four accumulators let the compiler keep several multiply-adds in flight.
-    let mut acc = [0.0; 4];
-    let chunks = a.len() / 4;
-    for c in 0..chunks {
-        for l in 0..4 {
-            acc[l] += a[4 * c + l] * b[4 * c + l];
-        }
-    }
-    let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in chunks * 4..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
 }
 
 #[cfg(test)]
