@@ -56,24 +56,24 @@ impl DataError {
 /// evaluating it. Build once per fit; evaluate many times.
 #[derive(Debug)]
 pub struct Posterior<'a> {
-    pub(super) t: &'a [f64],
-    pub(super) y: &'a [f64],
+    t: &'a [f64],
+    y: &'a [f64],
     cap: &'a [f64],
-    pub(super) x: &'a [f64],
-    pub(super) t_change: &'a [f64],
-    pub(super) trend_kind: TrendIndicator,
+    x: &'a [f64],
+    t_change: &'a [f64],
+    trend_kind: TrendIndicator,
     /// Additive / multiplicative indicator of each feature column.
-    pub(super) s_a: Vec<f64>,
+    s_a: Vec<f64>,
     s_m: Vec<f64>,
     any_multiplicative: bool,
     /// 1 / sigmas² per feature column.
-    pub(super) beta_precision: Vec<f64>,
-    pub(super) tau: f64,
-    pub(super) jacobian: bool,
+    beta_precision: Vec<f64>,
+    tau: f64,
+    jacobian: bool,
     /// Changepoints at or before `t[i]` (the ones in row `i` of `A`).
-    pub(super) segment: Vec<usize>,
+    segment: Vec<usize>,
     /// Sufficient statistics when the mean is linear in the parameters.
-    pub(super) gram: Option<Gram>,
+    gram: Option<Gram>,
     // Scratch, length T or K or S + 1.
     trend: Vec<f64>,
     mult: Vec<f64>,
