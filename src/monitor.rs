@@ -27,8 +27,8 @@ pub mod table;
 pub mod workers;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    path::{Path, PathBuf},
+    collections::BTreeMap,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc, Arc,
@@ -213,12 +213,6 @@ pub const MAX_HISTORY_POINTS: i64 = 10_000;
 const REPORT_EVERY_POLL_UP_TO: usize = 1000;
 /// See [`REPORT_EVERY_POLL_UP_TO`].
 const REPORT_EVERY: Duration = Duration::from_secs(30);
-/// A kept decision state no series has claimed since the start (the
-/// series has not reappeared: Prometheus down, a host being rebuilt) is
-/// written back with the others while its last sample is under this old
-/// (seconds): a week, the span of its score statistics. Older ones are
-/// dropped, so the file does not keep every host that ever went away.
-const UNCLAIMED_KEPT_FOR: i64 = 7 * 86_400;
 /// Per-series log lines per poll before they are summarised.
 const LOG_LINES_PER_POLL: usize = 10;
 /// Up to this many series every model and new series is logged.
@@ -334,14 +328,9 @@ struct Monitor<'a> {
     model_dir: Option<PathBuf>,
     /// First fetches to send this poll (saved model missing or stale).
     refetch: Vec<(Slot, u32)>,
-    /// Where the series' decision states are kept across a restart, and
-    /// those read at the start that no series has claimed yet.
-    decisions_path: Option<PathBuf>,
-    restored: HashMap<String, Decider>,
-    /// When the decision states were last written (`decision_state_interval`),
-    /// and the thread writing a snapshot of them, if one is.
-    decisions_written: Instant,
-    decisions_writer: Option<std::thread::JoinHandle<()>>,
+    /// The series' decision states kept across a restart (none without a
+    /// directory for them).
+    decisions: Option<decisions::Keeper>,
 }
 
 impl<'a> Monitor<'a> {
@@ -360,16 +349,16 @@ impl<'a> Monitor<'a> {
             })?;
         let model_dir = settings.model_path.parent().map(|p| p.join("series"));
         let shard = &settings.monitor.shard;
-        let decisions_path = settings.model_path.parent().map(|p| {
-            decisions::path_for(
-                p,
-                shard.is_sharded().then(|| (shard.index(), shard.count())),
+        let decisions = settings.model_path.parent().map(|p| {
+            decisions::Keeper::open(
+                decisions::path_for(
+                    p,
+                    shard.is_sharded().then(|| (shard.index(), shard.count())),
+                ),
+                &settings.decision,
+                settings.monitor.decision_state_interval,
             )
         });
-        let restored = decisions_path
-            .as_deref()
-            .map(|path| restore(path, &settings.decision))
-            .unwrap_or_default();
         let (done_tx, done) = mpsc::channel::<Done>();
         let pool = Pool::start(
             settings.monitor.model_workers,
@@ -444,10 +433,7 @@ impl<'a> Monitor<'a> {
             started: Instant::now(),
             model_dir,
             refetch: Vec::new(),
-            decisions_path,
-            restored,
-            decisions_written: Instant::now(),
-            decisions_writer: None,
+            decisions,
         })
     }
 
@@ -561,7 +547,7 @@ impl<'a> Monitor<'a> {
         let threshold = self.settings.threshold_multiplier;
         let shard = self.settings.monitor.shard;
         let mut others = 0usize;
-        let restored = &mut self.restored;
+        let decisions = &mut self.decisions;
         for (id, labels, ts, value) in samples {
             if !shard.owns(&id) {
                 others += 1;
@@ -574,8 +560,9 @@ impl<'a> Monitor<'a> {
                 }),
                 labels,
                 origin,
-                decider: restored
-                    .remove(id.as_str())
+                decider: decisions
+                    .as_mut()
+                    .and_then(|k| k.claim(&id))
                     .unwrap_or_else(|| Decider::new(decision)),
             });
             if new && self.table.counts().series <= LOG_EVERY_SERIES_UP_TO {
@@ -939,69 +926,9 @@ impl<'a> Monitor<'a> {
         if due {
             self.write_report();
         }
-        let keep = self
-            .settings
-            .monitor
-            .decision_state_interval
-            .is_some_and(|every| self.decisions_written.elapsed() >= every);
-        if keep {
-            self.write_decisions_behind();
+        if let Some(k) = self.decisions.as_mut().filter(|k| k.due()) {
+            k.write_behind(self.table.iter().map(|e| (&*e.id, &e.decider)));
         }
-    }
-
-    /// Every `decision_state_interval`: a snapshot of the series' decision
-    /// states written to `decisions_path` on a thread of its own (10,000
-    /// series are ~10 MB of JSON, a quarter of a second or more with the
-    /// sync, which the poll loop does not wait for), so a crash loses at
-    /// most that much of what each series has learnt. A write still in
-    /// progress is not overlapped.
-    fn write_decisions_behind(&mut self) {
-        self.decisions_written = Instant::now();
-        if self
-            .decisions_writer
-            .as_ref()
-            .is_some_and(|w| !w.is_finished())
-        {
-            return;
-        }
-        let Some(path) = self.decisions_path.clone() else {
-            return;
-        };
-        let snapshot: Vec<(Arc<str>, Decider)> = self
-            .kept_states()
-            .map(|(id, d)| (Arc::from(id), d.clone()))
-            .collect();
-        let writer = std::thread::Builder::new()
-            .name("decisions".into())
-            .spawn(move || {
-                let start = Instant::now();
-                match decisions::save(&path, snapshot.iter().map(|(id, d)| (&**id, d))) {
-                    Ok(n) => tracing::debug!(
-                        "wrote the decision state of {n} series to {} in {:.3} s",
-                        path.display(),
-                        start.elapsed().as_secs_f64()
-                    ),
-                    Err(e) => tracing::warn!("cannot keep the series' decision states: {e}"),
-                }
-            });
-        match writer {
-            Ok(w) => self.decisions_writer = Some(w),
-            Err(e) => tracing::warn!("cannot start writing the series' decision states: {e}"),
-        }
-    }
-
-    /// The decision states to keep: every series' in the table, and those
-    /// read at the start that no series has claimed yet, while recent
-    /// ([`UNCLAIMED_KEPT_FOR`]).
-    fn kept_states(&self) -> impl Iterator<Item = (&str, &Decider)> {
-        let now = chrono::Utc::now().timestamp();
-        let table = self.table.iter().map(|e| (&*e.id, &e.decider));
-        let unclaimed = self
-            .restored
-            .iter()
-            .filter(move |(_, d)| d.last_seen().is_some_and(|t| now - t < UNCLAIMED_KEPT_FOR))
-            .map(|(id, d)| (id.as_str(), d));
-        table.chain(unclaimed)
     }
 
     fn write_report(&mut self) {
@@ -1026,18 +953,8 @@ impl<'a> Monitor<'a> {
     /// abandoned: nothing of theirs is owed to the sink).
     fn stop(mut self) -> (Report, PathBuf, BTreeMap<String, SeriesReport>) {
         self.pool.close();
-        if let Some(w) = self.decisions_writer.take() {
-            // The last periodic write finishes before the final one.
-            let _ = w.join();
-        }
-        if let Some(path) = &self.decisions_path {
-            match decisions::save(path, self.kept_states()) {
-                Ok(n) => tracing::info!(
-                    "kept the decision state of {n} series in {}",
-                    path.display()
-                ),
-                Err(e) => tracing::warn!("cannot keep the series' decision states: {e}"),
-            }
+        if let Some(k) = self.decisions.take() {
+            k.write_final(self.table.iter().map(|e| (&*e.id, &e.decider)));
         }
         let series = self.series_report();
         self.rt.shutdown_background();
@@ -1066,33 +983,6 @@ impl<'a> Monitor<'a> {
                 )
             })
             .collect()
-    }
-}
-
-/// The decision states kept by the last run (see [`decisions`]), logged.
-fn restore(path: &Path, settings: &crate::detect::DecisionSettings) -> HashMap<String, Decider> {
-    match decisions::load(path, settings) {
-        Ok((kept, left)) => {
-            if !kept.is_empty() || left > 0 {
-                tracing::info!(
-                    "resuming the decision state of {} series from {}{}",
-                    kept.len(),
-                    path.display(),
-                    if left > 0 {
-                        format!(
-                            " ({left} start afresh: kept under other alert settings or unreadable)"
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            kept
-        }
-        Err(e) => {
-            tracing::warn!("{e}; every series starts its decision state afresh");
-            HashMap::new()
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The series' decision states kept across a restart: written when the
 //! monitor stops cleanly (SIGINT/SIGTERM or `--ticks`) and every
 //! `decision_state_interval` while it runs (so a crash loses at most that
-//! much), read when it starts. Without them every restart would begin each series afresh: a
+//! much), read when it starts ([`Keeper`]). Without them every restart would begin each series afresh: a
 //! week of score statistics, the largest deviations and the per-hour
 //! record of daily jobs forgotten, so each host's first daily job or
 //! first burst after a restart would page, and an alert firing at the stop
@@ -16,6 +16,9 @@ use std::{
     collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use serde_json::{Map, Value};
@@ -26,6 +29,137 @@ use crate::detect::{Decider, DecisionSettings};
 pub const FORMAT: &str = "cpu-anomaly-decisions";
 /// The file's `version`.
 pub const VERSION: u64 = 1;
+
+/// A kept state no series has claimed since the start (the series has not
+/// reappeared: Prometheus down, a host being rebuilt) is written back with
+/// the others while its last sample is under this old (seconds): a week,
+/// the span of its score statistics. Older ones are dropped, so the file
+/// does not keep every host that ever went away.
+pub const UNCLAIMED_KEPT_FOR: i64 = 7 * 86_400;
+
+/// The monitor's keeper of the decision states: what the last run kept
+/// (until each series claims its own), a snapshot written on a thread of
+/// its own every `every` while running, and the final write at a clean
+/// stop.
+#[derive(Debug)]
+pub struct Keeper {
+    path: PathBuf,
+    /// States read at the start that no series has claimed yet.
+    unclaimed: HashMap<String, Decider>,
+    every: Option<Duration>,
+    written: Instant,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Keeper {
+    /// Reads what the last run kept at `path` under `settings` (logged: how
+    /// many resume, how many start afresh); a file that does not read is
+    /// said once and every series starts afresh.
+    pub fn open(path: PathBuf, settings: &DecisionSettings, every: Option<Duration>) -> Keeper {
+        let unclaimed = match load(&path, settings) {
+            Ok((kept, left)) => {
+                if !kept.is_empty() || left > 0 {
+                    tracing::info!(
+                        "resuming the decision state of {} series from {}{}",
+                        kept.len(),
+                        path.display(),
+                        if left > 0 {
+                            format!(
+                                " ({left} start afresh: kept under other alert settings or unreadable)"
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                kept
+            }
+            Err(e) => {
+                tracing::warn!("{e}; every series starts its decision state afresh");
+                HashMap::new()
+            }
+        };
+        Keeper {
+            path,
+            unclaimed,
+            every,
+            written: Instant::now(),
+            writer: None,
+        }
+    }
+
+    /// The state the last run kept for series `id`, once.
+    pub fn claim(&mut self, id: &str) -> Option<Decider> {
+        self.unclaimed.remove(id)
+    }
+
+    /// A periodic write is due.
+    pub fn due(&self) -> bool {
+        self.every
+            .is_some_and(|every| self.written.elapsed() >= every)
+    }
+
+    /// A snapshot of the series' states (and the recent unclaimed ones)
+    /// written on a thread of its own: 10,000 series are ~10 MB of JSON, a
+    /// quarter of a second or more with the sync, which the poll loop does
+    /// not wait for. A write still in progress is not overlapped.
+    pub fn write_behind<'a>(&mut self, series: impl Iterator<Item = (&'a str, &'a Decider)>) {
+        self.written = Instant::now();
+        if self.writer.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let own = |(id, d): (&str, &Decider)| (Arc::<str>::from(id), d.clone());
+        let mut snapshot: Vec<(Arc<str>, Decider)> = series.map(own).collect();
+        snapshot.extend(self.recent_unclaimed().map(own));
+        let path = self.path.clone();
+        let writer = std::thread::Builder::new()
+            .name("decisions".into())
+            .spawn(move || {
+                let start = Instant::now();
+                match save(&path, snapshot.iter().map(|(id, d)| (&**id, d))) {
+                    Ok(n) => tracing::debug!(
+                        "wrote the decision state of {n} series to {} in {:.3} s",
+                        path.display(),
+                        start.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => tracing::warn!("cannot keep the series' decision states: {e}"),
+                }
+            });
+        match writer {
+            Ok(w) => self.writer = Some(w),
+            Err(e) => tracing::warn!("cannot start writing the series' decision states: {e}"),
+        }
+    }
+
+    /// The write at a clean stop, after the periodic one in progress.
+    pub fn write_final<'a>(mut self, series: impl Iterator<Item = (&'a str, &'a Decider)>) {
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        let mut all: Vec<(&str, &Decider)> = Vec::new();
+        for kept in series {
+            all.push(kept);
+        }
+        all.extend(self.recent_unclaimed());
+        match save(&self.path, all.into_iter()) {
+            Ok(n) => tracing::info!(
+                "kept the decision state of {n} series in {}",
+                self.path.display()
+            ),
+            Err(e) => tracing::warn!("cannot keep the series' decision states: {e}"),
+        }
+    }
+
+    /// The unclaimed states whose last sample is under
+    /// [`UNCLAIMED_KEPT_FOR`] old.
+    fn recent_unclaimed(&self) -> impl Iterator<Item = (&str, &Decider)> + '_ {
+        let now = chrono::Utc::now().timestamp();
+        self.unclaimed
+            .iter()
+            .filter(move |(_, d)| d.last_seen().is_some_and(|t| now - t < UNCLAIMED_KEPT_FOR))
+            .map(|(id, d)| (id.as_str(), d))
+    }
+}
 
 /// Why the file could not be read or written.
 #[derive(Debug, thiserror::Error)]
