@@ -1,8 +1,6 @@
 //! The HTTP API through its router, without a socket; `/metrics` checked by
 //! `promtool check metrics`; and served by a running monitor.
 
-mod common;
-
 use std::{
     io::Write,
     process::{Command, Stdio},
@@ -10,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::common::servers;
 use axum::{body::Body, http::Request};
-use common::servers;
 use cpu_anomaly::{
     api::{self, ApiState, SeriesPoint, Snapshot},
     config::{CliOverrides, Settings},
@@ -435,7 +433,7 @@ fn a_non_loopback_address_needs_a_token() {
 
 /// A simulated monitor (MSTL, 1 s polls) with its API on `port`.
 fn monitor_with_api(dir: &std::path::Path, port: u16) -> Command {
-    let mut c = common::bin();
+    let mut c = crate::common::bin();
     c.args([
         "--mode",
         "monitor",

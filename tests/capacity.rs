@@ -10,8 +10,6 @@
 //! works the same on a longer clock; `examples/capacity_lead.rs` measures
 //! it).
 
-mod common;
-
 use std::{
     process::{Child, Stdio},
     sync::{
@@ -21,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{bin, servers};
+use crate::common::{bin, servers};
 
 const RAMP: &str = "ramp:9100";
 const STEADY: [&str; 2] = ["steady-1:9100", "steady-2:9100"];

@@ -4,15 +4,13 @@
 //! and checks the chart and the anomaly list are in the DOM, then saves a
 //! screenshot to `target/test-artifacts/dashboard.png`.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::servers;
+use crate::common::servers;
 
 /// Headless Chromium driven over the DevTools protocol (a plain
 /// `--dump-dom` cannot wait: the page's event stream never finishes loading).
@@ -150,7 +148,7 @@ fn dashboard_shows_live_charts_and_anomalies_in_a_real_browser() {
         ),
     )
     .unwrap();
-    let mut child = common::bin()
+    let mut child = crate::common::bin()
         .args(["--mode", "monitor", "--config"])
         .arg(&cfg)
         .stdout(Stdio::null())

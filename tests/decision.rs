@@ -5,8 +5,6 @@
 //! clean seasonal series that stays silent for two weeks, a slow drift. And
 //! the monitor's judging deciding exactly as evaluate does on the same data.
 
-mod common;
-
 use cpu_anomaly::{
     config::{CliOverrides, Settings},
     dataset::{Series, Unit},

@@ -1,11 +1,9 @@
 //! `--mode evaluate`: walk-forward never reads the future, known anomalies
 //! are found, and the CLI writes every promised output.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::bin;
+use crate::common::bin;
 use cpu_anomaly::{
     config::{CliOverrides, Settings},
     dataset::{LoadReport, Series, Unit},
@@ -209,7 +207,7 @@ fn degenerate_quiet_series_raise_no_alert() {
 fn evaluate_cli_simulated_writes_everything() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("cpu.csv");
-    common::write_generated(
+    crate::common::write_generated(
         &csv,
         &Pattern {
             step: 1800,
@@ -359,7 +357,7 @@ fn evaluate_cli_directory_with_labels_totals_series() {
 fn bad_labels_file_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("l.json"), "[1, 2]").unwrap();
-    common::write_generated(
+    crate::common::write_generated(
         &dir.path().join("c.csv"),
         &Pattern {
             len: 300,

@@ -5,15 +5,13 @@
 //! judged within two polls; and the model of `--mode train` judges the
 //! series `model_selector` matches.
 
-mod common;
-
 use std::{
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{
+use crate::common::{
     bin,
     fleet::{import, import_history, now, Pusher},
     servers,

@@ -5,11 +5,9 @@
 //! `$__interval`, `${host:regex}` with one host, several, and All), and
 //! must return rows of the shape its panel expects, filtered by host.
 
-mod common;
-
 use std::{collections::BTreeSet, path::Path};
 
-use common::{bin, servers};
+use crate::common::{bin, servers};
 
 /// (where, query, result format) of every provisioned query.
 fn queries() -> Vec<(String, String)> {

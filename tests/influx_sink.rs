@@ -2,11 +2,9 @@
 //! VictoriaMetrics (v2 write API), a refused batch, and an outage in the
 //! middle of a run where every point must arrive exactly once.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::servers::{self, influx_count, Server};
+use crate::common::servers::{self, influx_count, Server};
 use cpu_anomaly::{
     detect::Detector,
     secret::Secret,
@@ -543,7 +541,7 @@ fn influxdb2_start_up_check_writes_on_to_a_v2_write_server_that_is_not_influxdb2
 fn a_missing_bucket_stops_the_monitor_with_exit_2_and_what_to_do() {
     let url = influxdb2_stand_in(200, &["cpu-anomaly"], &["other"]);
     let dir = tempfile::tempdir().unwrap();
-    let out = common::bin()
+    let out = crate::common::bin()
         .args(["--mode", "monitor", "--max-ticks", "1"])
         .env("INFLUXDB_ENABLED", "true")
         .env("INFLUXDB_API", "v2")

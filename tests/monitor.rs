@@ -3,15 +3,13 @@
 //! feeding real InfluxDB 1.x, through a Prometheus outage, with bad PromQL,
 //! and stopped by SIGTERM.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{bin, servers};
+use crate::common::{bin, servers};
 
 fn sample_dataset() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv")

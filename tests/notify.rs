@@ -4,15 +4,13 @@
 //! no longer refreshed; and the plain webhook, retried, against a local
 //! receiver.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader, Read, Write},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::servers;
+use crate::common::servers;
 use cpu_anomaly::notify::{Alert, Notifier, NotifySettings};
 
 /// A local HTTP receiver: answers `statuses[n]` to the n-th request (200
@@ -262,7 +260,7 @@ fn the_monitor_posts_its_alerts_to_alertmanager() {
     );
     let dir = tempfile::tempdir().unwrap();
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/sample_cpu.csv");
-    let out = common::bin()
+    let out = crate::common::bin()
         .args(["--mode", "monitor", "--max-ticks", "15"])
         .env(
             "PROMETHEUS_URL",

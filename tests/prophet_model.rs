@@ -1,8 +1,6 @@
 //! The Prophet forecaster on generated data: accuracy in sane ranges, and a
 //! saved model reloads to the identical forecast.
 
-mod common;
-
 use cpu_anomaly::{
     accuracy::accuracy,
     dataset::Unit,

@@ -2,11 +2,9 @@
 //! row by row, walking forward or with a saved model, for a file or a
 //! directory, and the summary agrees with the scored CSV.
 
-mod common;
-
 use std::path::Path;
 
-use common::bin;
+use crate::common::bin;
 
 /// Five days of 5-minute CPU with a daily cycle; with `incident`, two
 /// hours 40 points higher on the fourth day.

@@ -7,8 +7,6 @@
 //!   (same timestamps, tags and values), which is what lets InfluxDB
 //!   overwrite one with the other.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -16,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
+use crate::common::{
     bin,
     fleet::{import_history, now, Pusher},
     servers,

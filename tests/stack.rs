@@ -4,15 +4,13 @@
 //! alert rules names only measurements, fields and tags that the writer's
 //! schema (`sink::schema`, the one source of truth) defines.
 
-mod common;
-
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::servers;
+use crate::common::servers;
 use cpu_anomaly::sink::schema;
 
 fn root() -> PathBuf {

@@ -1,8 +1,6 @@
 //! `--mode train` end to end through the binary: outputs, exit codes, messages.
 
-mod common;
-
-use common::{bin, write_generated};
+use crate::common::{bin, write_generated};
 use cpu_anomaly::simulate::Pattern;
 
 fn small_pattern() -> Pattern {
@@ -193,7 +191,7 @@ fn secrets_are_not_printed_even_at_debug() {
         .env("INFLUXDB_ENABLED", "true")
         .env(
             "INFLUXDB_URL",
-            format!("http://127.0.0.1:{}", common::servers::free_port()),
+            format!("http://127.0.0.1:{}", crate::common::servers::free_port()),
         )
         .env("INFLUXDB_FLUSH_INTERVAL", "0.2")
         .env("PROMETHEUS_RETRIES", "0")
@@ -201,7 +199,7 @@ fn secrets_are_not_printed_even_at_debug() {
         .env("API_LISTEN", "")
         .env(
             "PROMETHEUS_URL",
-            format!("http://127.0.0.1:{}", common::servers::free_port()),
+            format!("http://127.0.0.1:{}", crate::common::servers::free_port()),
         )
         .args([
             "--mode",
