@@ -20,6 +20,36 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether process `pid` holds the TCP socket listening on `port` (any
+/// address): the listening socket's inode, from `/proc/net/tcp{,6}`, is one
+/// of the process's open file descriptors. Linux only, like the tests.
+pub fn listens(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address (hex addr:port), rem_address, st (0A = LISTEN), .., inode at 9.
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                if let Some(inode) = f.get(9) {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str()))
+}
+
 /// Whether `binary` is on PATH. Missing: panics under `CI=true`, otherwise
 /// prints a loud skip notice and returns false.
 pub fn require(binary: &str, test: &str) -> bool {
@@ -69,18 +99,6 @@ pub fn post(url: &str, body: &str) -> (u16, String) {
     }
 }
 
-/// Polls `url` until it answers 2xx.
-pub fn wait_ready(url: &str, what: &str, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if (200..300).contains(&get(url).0) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} did not become ready at {url} within {timeout:?}");
-}
-
 /// Builds the command line of a server from its directory and port.
 type CommandFn = Box<dyn Fn(&std::path::Path, u16) -> Command + Send>;
 
@@ -103,7 +121,17 @@ impl Server {
         ready_path: &'static str,
         command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
     ) -> Server {
-        Server::with_port(name, free_port(), ready_path, command)
+        let mut s = Server::unstarted(name, free_port(), ready_path, command);
+        // Another test may take the port between `free_port` and the bind.
+        for _ in 0..3 {
+            match s.try_start() {
+                Ok(()) => return s,
+                Err(e) => eprintln!("{e}\nretrying {name} on another port"),
+            }
+            s.port = free_port();
+        }
+        s.start();
+        s
     }
 
     fn with_port(
@@ -112,16 +140,25 @@ impl Server {
         ready_path: &'static str,
         command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
     ) -> Server {
-        let mut s = Server {
+        let mut s = Server::unstarted(name, port, ready_path, command);
+        s.start();
+        s
+    }
+
+    fn unstarted(
+        name: &'static str,
+        port: u16,
+        ready_path: &'static str,
+        command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
+    ) -> Server {
+        Server {
             name,
             dir: tempfile::tempdir().unwrap(),
             port,
             child: None,
             command: Box::new(command),
             ready_path,
-        };
-        s.start();
-        s
+        }
     }
 
     /// Base URL.
@@ -129,8 +166,16 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the process and waits until it is ready.
+    /// Starts the process and waits until it is ready: its endpoint answers
+    /// and the socket listening on the port is the child's own, not another
+    /// process's.
     pub fn start(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "{} already running", self.name);
         let log =
             std::fs::File::create(self.dir.path().join(format!("{}.log", self.name))).unwrap();
@@ -139,12 +184,41 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
+        let pid = child.id();
         self.child = Some(child);
-        wait_ready(
-            &format!("{}{}", self.url(), self.ready_path),
+        let url = format!("{}{}", self.url(), self.ready_path);
+        let start = Instant::now();
+        let timeout = Duration::from_secs(30);
+        while start.elapsed() < timeout {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!(
+                    "{} (pid {pid}) exited ({status}) before it was ready on port {}; its log:\n{}",
+                    self.name,
+                    self.port,
+                    self.log()
+                ));
+            }
+            if (200..300).contains(&get(&url).0) && listens(pid, self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stop();
+        Err(format!(
+            "{} (pid {pid}) did not become ready at {url} within {timeout:?}, or another process holds the port; its log:\n{}",
             self.name,
-            Duration::from_secs(30),
-        );
+            self.log()
+        ))
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the process (the data directory stays).
@@ -314,4 +388,31 @@ pub fn alertmanager(config: String) -> Server {
             c
         },
     )
+}
+
+/// A second server started on a port another one holds exits on its bind;
+/// it is never taken for ready because the first one answers there.
+#[test]
+fn a_port_another_process_answers_on_is_not_taken_for_ready() {
+    if !require("victoria-metrics", "a_port_another_process_answers_on") {
+        return;
+    }
+    let first = victoria_metrics();
+    let pid = first.pid().unwrap();
+    assert!(listens(pid, first.port));
+    assert!(!listens(std::process::id(), first.port));
+    let mut second = Server::unstarted(
+        "victoria-metrics",
+        first.port,
+        "/health",
+        |dir: &std::path::Path, port| {
+            let mut c = Command::new("victoria-metrics");
+            c.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                .arg(format!("-storageDataPath={}", dir.join("data").display()));
+            c
+        },
+    );
+    let e = second.try_start().unwrap_err();
+    assert!(e.contains("exited"), "{e}");
+    assert_eq!(get(&format!("{}/health", first.url())).0, 200);
 }
