@@ -11,7 +11,8 @@
 //! - [`horizon`]: what a series keeps between fits (parameters, a band on
 //!   the training grid);
 //! - [`outputs`]: one judged record per sample, to the sink, the logs, the
-//!   HTTP API and the live line.
+//!   HTTP API and the live line; `fanout`: the sink and alert router the
+//!   settings ask for, and the fan-out to every output.
 //!
 //! The poll loop (this file) never waits for a fetch or a fit: answers come
 //! back on a channel and are applied between polls. Work per poll is O(1)
@@ -19,6 +20,7 @@
 
 pub mod decisions;
 pub mod failover;
+mod fanout;
 pub mod fetcher;
 pub mod horizon;
 pub mod outputs;
@@ -40,8 +42,9 @@ use thiserror::Error;
 
 use self::{
     failover::{Decision, Event, Failover, Outcome, SourceKind},
+    fanout::{notifier, sink_for, Outputs},
     fetcher::{FetchConfig, Fetcher},
-    outputs::{ApiOutput, Judged, LiveLine, LogFiles, NotifyOutput, Output, PollEnd, SinkOutput},
+    outputs::{ApiOutput, Judged, LiveLine, LogFiles, PollEnd, SinkOutput},
     presets::Presets,
     table::{NewSeries, Origin, Slot, Table, Task, Timing},
     workers::{Done, Job, Pool, PresetKind, WorkerConfig},
@@ -55,8 +58,7 @@ use crate::{
         Decider, Severity,
     },
     forecast::ForecastError,
-    notify::Notifier,
-    sink::{self, influx, Batching, Destination, SinkHandle},
+    sink::{self, SinkHandle},
     source::{
         prometheus::{self, Client, Labels, PromError},
         simulation::{Simulator, SIM_HOST},
@@ -123,88 +125,6 @@ pub fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// The alert router for these settings (`None`: nothing configured).
-fn notifier(settings: &Settings) -> Option<NotifyOutput> {
-    let n = Notifier::spawn(settings.notify.clone())?;
-    let s = &settings.notify;
-    tracing::info!(
-        "alerts go to {}{}{} (link: {})",
-        if s.alertmanager_url.is_empty() {
-            String::new()
-        } else {
-            format!("Alertmanager {}", s.alertmanager_url)
-        },
-        if s.alertmanager_url.is_empty() || s.webhook_url.is_empty() {
-            ""
-        } else {
-            " and "
-        },
-        if s.webhook_url.is_empty() {
-            String::new()
-        } else {
-            format!("webhook {}", s.webhook_url)
-        },
-        if s.dashboard_url.is_empty() {
-            "none"
-        } else {
-            &s.dashboard_url
-        }
-    );
-    Some(NotifyOutput::new(n))
-}
-
-/// The sink for these settings.
-pub fn sink_for(settings: &Settings) -> Result<SinkHandle, MonitorError> {
-    let i = &settings.influxdb;
-    let dest = if i.enabled {
-        let target = influx::Target {
-            api: i.api,
-            url: i.url.clone(),
-            org: i.org.clone(),
-            bucket: i.bucket.clone(),
-            token: i.token.clone(),
-            timeout: i.timeout,
-            retries: i.retry_attempts,
-            backoff: i.retry_interval,
-        };
-        if target.api == influx::Api::V2 {
-            match sink::influx2::check(&target, target.timeout.min(Duration::from_secs(5)))? {
-                sink::influx2::Readiness::Ready { version } => tracing::info!(
-                    "InfluxDB {version} at {}: organisation `{}` and bucket `{}` found",
-                    target.url,
-                    target.org,
-                    target.bucket
-                ),
-                sink::influx2::Readiness::NotInfluxDb2(why) => tracing::warn!(
-                    "{} does not answer as InfluxDB 2 does ({why}): writing with the v2 write \
-                     API without checking the organisation and bucket",
-                    target.url
-                ),
-                sink::influx2::Readiness::Unreachable(why) => tracing::warn!(
-                    "InfluxDB at {} is not reachable ({why}): points are spooled until it is",
-                    target.url
-                ),
-            }
-        }
-        Destination::Influx {
-            target,
-            spool_dir: settings.log_dir.join("spool"),
-            spool_max_bytes: i.spool_max_bytes,
-            dead_letter: settings.log_dir.join("dead_letter.lp"),
-        }
-    } else {
-        Destination::File(settings.log_dir.join("points.lp"))
-    };
-    Ok(sink::spawn(
-        dest,
-        Batching {
-            batch_size: i.batch_size,
-            flush_interval: i.flush_interval,
-        },
-        Some(&settings.log_dir.join("wal")),
-    )?)
-}
-
 /// History points fetched per series at most: `prometheus_history` is cut
 /// to this many training steps (34 days at 5 minutes).
 pub const MAX_HISTORY_POINTS: i64 = 10_000;
@@ -256,50 +176,6 @@ impl Notes {
 
 /// One sample of a poll: (series id, labels, timestamp, value).
 type Sample = (String, Labels, i64, f64);
-
-/// The outputs every judged sample goes to.
-struct Outputs {
-    sink: SinkOutput,
-    logs: LogFiles,
-    api: ApiOutput,
-    notify: Option<NotifyOutput>,
-    live: Option<LiveLine>,
-}
-
-impl Outputs {
-    fn record(&mut self, j: &Judged<'_>) {
-        self.sink.record(j);
-        self.logs.record(j);
-        self.api.record(j);
-        if let Some(n) = &mut self.notify {
-            n.record(j);
-        }
-        if let Some(l) = &mut self.live {
-            l.record(j);
-        }
-    }
-
-    fn end_poll(&mut self, end: &PollEnd<'_>) {
-        self.sink.end_poll(end);
-        self.logs.end_poll(end);
-        self.api.end_poll(end);
-        if let Some(n) = &mut self.notify {
-            n.end_poll(end);
-        }
-        if let Some(l) = &mut self.live {
-            l.end_poll(end);
-        }
-    }
-
-    /// Stops the sink and the notifier (each bounded in time).
-    fn close(self) -> LogFiles {
-        self.sink.close();
-        if let Some(n) = self.notify {
-            n.close();
-        }
-        self.logs
-    }
-}
 
 /// The monitor: its stages and the run's counters.
 struct Monitor<'a> {
