@@ -14,7 +14,9 @@
 //!   HTTP API and the live line; `fanout`: the sink and alert router the
 //!   settings ask for, and the fan-out to every output.
 //!
-//! The poll loop (this file) never waits for a fetch or a fit: answers come
+//! The poll loop (this file) asks `intake` for a poll's samples and has
+//! them judged there, and `tasks` applies the workers' answers and sends
+//! them what fell due. It never waits for a fetch or a fit: answers come
 //! back on a channel and are applied between polls. Work per poll is O(1)
 //! per series that reported plus the tasks that fell due.
 
@@ -23,10 +25,14 @@ pub mod failover;
 mod fanout;
 pub mod fetcher;
 pub mod horizon;
+mod intake;
 pub mod outputs;
 pub mod presets;
 pub mod table;
+mod tasks;
 pub mod workers;
+
+pub use intake::judge_sample;
 
 use std::{
     collections::BTreeMap,
@@ -41,26 +47,22 @@ use std::{
 use thiserror::Error;
 
 use self::{
-    failover::{Decision, Event, Failover, Outcome, SourceKind},
+    failover::{Failover, SourceKind},
     fanout::{notifier, sink_for, Outputs},
     fetcher::{FetchConfig, Fetcher},
-    outputs::{ApiOutput, Judged, LiveLine, LogFiles, PollEnd, SinkOutput},
+    outputs::{ApiOutput, LiveLine, LogFiles, PollEnd, SinkOutput},
     presets::Presets,
-    table::{NewSeries, Origin, Slot, Table, Task, Timing},
-    workers::{Done, Job, Pool, PresetKind, WorkerConfig},
+    table::{Slot, Table, Timing},
+    workers::{Done, Pool, WorkerConfig},
 };
 pub use crate::status::{Report, SeriesReport};
 use crate::{
     api,
     config::Settings,
-    detect::{
-        capacity::{CapacityVerdict, Change},
-        Decider, Severity,
-    },
     forecast::ForecastError,
     sink::{self, SinkHandle},
     source::{
-        prometheus::{self, Client, Labels, PromError},
+        prometheus::{Client, Labels, PromError},
         simulation::{Simulator, SIM_HOST},
     },
     status::write_report,
@@ -325,440 +327,6 @@ impl<'a> Monitor<'a> {
             .filter(|_| self.table.generation(slot) == generation)
     }
 
-    /// Asks the source for this poll's samples.
-    fn poll(&mut self, now: i64) -> Result<(SourceKind, Vec<Sample>), MonitorError> {
-        let query = &self.settings.prometheus.query;
-        let asked = if self.failover.probing() {
-            &self.probe
-        } else {
-            &self.client
-        };
-        // Replicas evaluate the query at the same instants (multiples of
-        // the interval), so the replicas of a series write identical points.
-        let at = self
-            .settings
-            .monitor
-            .shard
-            .is_sharded()
-            .then(|| aligned(now, self.settings.monitoring_interval));
-        let polled = self.rt.block_on(asked.query_at(query, at));
-        let outcome = match &polled {
-            Ok(rows) => Outcome::Answered(rows.len()),
-            Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
-            Err(e) => Outcome::Refused(e.to_string()),
-        };
-        let (decision, event) = self.failover.on_poll(outcome);
-        match event {
-            Some(Event::ToSimulation(reason)) => tracing::warn!(
-                "SIMULATION: {reason}; switching to the simulated CPU source \
-                 (points tagged source=simulation) until Prometheus answers"
-            ),
-            Some(Event::BackToPrometheus) => tracing::warn!(
-                "Prometheus at {} answers again: back to real data",
-                self.client.url()
-            ),
-            Some(Event::Failed { n, of, reason }) => {
-                tracing::warn!("poll failed ({n}/{of}): {reason}")
-            }
-            Some(Event::Refused(message)) => tracing::error!("{message}"),
-            Some(Event::Empty) => {
-                tracing::warn!("the query returned no series (yet); nothing to monitor this poll")
-            }
-            None => {}
-        }
-        self.report.source_switches = self.failover.switches();
-        Ok(match decision {
-            Decision::Real => (
-                SourceKind::Prometheus,
-                polled
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| {
-                        let id = prometheus::series_id(&r.labels);
-                        (id, r.labels, r.timestamp, r.value)
-                    })
-                    .collect(),
-            ),
-            Decision::Simulate => {
-                self.report.simulation_ticks += 1;
-                // Never two simulated polls in one second, and none in the
-                // second this run started (a run killed in it may have
-                // stamped it): wait for the next second rather than stamp
-                // the future.
-                let mut ts = now;
-                if ts <= self.last_sim_ts {
-                    let wall = chrono::Utc::now();
-                    let wait_ms = (self.last_sim_ts + 1 - wall.timestamp()) * 1000
-                        - i64::from(wall.timestamp_subsec_millis());
-                    std::thread::sleep(Duration::from_millis(wait_ms.max(0) as u64));
-                    ts = self.last_sim_ts + 1;
-                }
-                self.last_sim_ts = ts;
-                let sim = &mut self.simulator;
-                let samples = self
-                    .sim_hosts
-                    .iter()
-                    .map(|h| (h.clone(), Labels::new(), ts, sim.sample(ts).0))
-                    .collect();
-                (SourceKind::Simulation, samples)
-            }
-            Decision::Skip => (self.failover.source(), Vec::new()),
-            Decision::Fatal(_) => {
-                return Err(MonitorError::BadQuery(
-                    polled.expect_err("a refused poll is an error"),
-                ))
-            }
-        })
-    }
-
-    /// Judges every sample against its series' band.
-    fn judge(&mut self, source: SourceKind, samples: Vec<Sample>, out: &mut Outputs) {
-        let now_ms = self.now_ms();
-        let origin = match source {
-            SourceKind::Prometheus => Origin::Prometheus,
-            SourceKind::Simulation => Origin::Simulation,
-        };
-        let decision = self.settings.decision;
-        let interval_width = self.settings.prophet.interval_width;
-        let threshold = self.settings.threshold_multiplier;
-        let shard = self.settings.monitor.shard;
-        let mut others = 0usize;
-        let decisions = &mut self.decisions;
-        for (id, labels, ts, value) in samples {
-            if !shard.owns(&id) {
-                others += 1;
-                continue;
-            }
-            let (slot, new) = self.table.observe(&id, now_ms, || NewSeries {
-                host: Arc::from(match origin {
-                    Origin::Prometheus => prometheus::host_of(&labels),
-                    Origin::Simulation => id.clone(),
-                }),
-                labels,
-                origin,
-                decider: decisions
-                    .as_mut()
-                    .and_then(|k| k.claim(&id))
-                    .unwrap_or_else(|| Decider::new(decision)),
-            });
-            if new && self.table.counts().series <= LOG_EVERY_SERIES_UP_TO {
-                tracing::info!("new series {id}: warming up until its model is ready");
-            }
-            let Some(e) = self.table.get_mut(slot) else {
-                continue;
-            };
-            let (band, verdict) = match e.horizon.as_deref() {
-                Some(h) => judge_sample(&mut e.decider, h, ts, value, interval_width),
-                None => (None, None),
-            };
-            let detection = verdict.map(|v| v.detection);
-            let alert = verdict.is_some_and(|v| v.alert);
-            let capacity = match (band, e.horizon.as_deref()) {
-                (Some(b), Some(h)) => e.capacity.update(
-                    &self.settings.monitor.capacity,
-                    self.settings.monitor.capacity.threshold,
-                    ts,
-                    value,
-                    b.yhat,
-                    |t| h.band_at(t).map(|b| b.yhat),
-                ),
-                _ => CapacityVerdict::default(),
-            };
-            let model = e.model.as_ref();
-            out.record(&Judged {
-                series: &e.id,
-                host: &e.host,
-                source,
-                timestamp: ts,
-                actual: value,
-                band,
-                detection,
-                alert,
-                onset: verdict.is_some_and(|v| v.onset),
-                resolved: verdict.is_some_and(|v| v.resolved),
-                short_history: band.is_some()
-                    && model.is_some_and(|m| m.compact.is_short_history()),
-                trained_at: model.map(|m| m.trained_at),
-                threshold,
-                capacity,
-            });
-            let r = &mut self.report;
-            r.samples += 1;
-            r.alert_onsets += u64::from(verdict.is_some_and(|v| v.onset));
-            r.alert_resolutions += u64::from(verdict.is_some_and(|v| v.resolved));
-            match capacity.change {
-                Change::Onset => {
-                    r.capacity_warnings += 1;
-                    if let (Some(c), true) = (capacity.warning, self.notes.line()) {
-                        tracing::warn!(
-                            "capacity warning for {}: {value:.1}% now, predicted to reach {:.0}% in {}",
-                            e.host,
-                            c.threshold,
-                            crate::detect::capacity::human_duration(c.in_seconds)
-                        );
-                    }
-                }
-                Change::Cleared => r.capacity_cleared += 1,
-                Change::None => {}
-            }
-            let (Some(d), Some(b)) = (detection, band) else {
-                r.warming_samples += 1;
-                continue;
-            };
-            if !d.is_anomaly {
-                continue;
-            }
-            e.anomalies += 1;
-            *r.anomalies_by_severity
-                .entry(d.severity.as_str().to_string())
-                .or_default() += 1;
-            r.alerts += u64::from(alert);
-            if (d.severity == Severity::Critical || alert) && self.notes.line() {
-                tracing::warn!(
-                    "anomaly on {}: {value:.1}% vs forecast {:.1} [{:.1}, {:.1}], {} score {:.2}",
-                    e.host,
-                    b.yhat,
-                    b.lower,
-                    b.upper,
-                    d.severity.as_str(),
-                    d.score
-                );
-            }
-        }
-        if others > 0 || shard.is_sharded() {
-            self.report.series_other_shards = others;
-        }
-    }
-
-    /// Applies the answers that arrived.
-    fn drain(&mut self) {
-        while let Ok(d) = self.done.try_recv() {
-            self.apply(d);
-        }
-    }
-
-    fn apply(&mut self, d: Done) {
-        let now = self.now_ms();
-        let small = self.table.counts().series <= LOG_EVERY_SERIES_UP_TO;
-        match d {
-            Done::Fitted {
-                slot,
-                generation,
-                model,
-                horizon,
-                seconds,
-                refit_in,
-            } => {
-                let Some(e) = self.live(slot, generation) else {
-                    return;
-                };
-                if small || self.notes.lines < LOG_LINES_PER_POLL {
-                    tracing::info!(
-                        "model for {} ready: {} from {} ({} points){}",
-                        e.id,
-                        model.compact.kind,
-                        model.trained_on,
-                        model.compact.points,
-                        if model.compact.is_short_history() {
-                            ", short history: judged against its level until two days are in"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-                let id = e.id.clone();
-                self.notes.line();
-                self.report.trainings += 1;
-                self.report.training_seconds_total += seconds;
-                self.notes.ready += 1;
-                // Replicas of a series refit at the same wall-clock instants
-                // (so on the same history, into the same model).
-                let shard = self.settings.monitor.shard;
-                let refit_in = refit_in.or_else(|| {
-                    (shard.replication() > 1 && !model.compact.is_short_history()).then(|| {
-                        let now_ms = chrono::Utc::now().timestamp_millis();
-                        crate::shard::next_phase_ms(
-                            &id,
-                            now_ms,
-                            self.settings.retrain_interval,
-                            self.settings.prometheus.training_step,
-                        ) - now_ms
-                    })
-                });
-                self.table
-                    .on_model(slot, generation, model, horizon, now, refit_in);
-            }
-            Done::NotYet {
-                slot,
-                generation,
-                have,
-            } => {
-                let min = self.settings.monitor.min_history.as_secs();
-                let id = self.table.get(slot).map(|e| e.id.clone());
-                if self.table.on_not_yet(slot, generation, have, now) {
-                    self.notes.not_yet += 1;
-                    if let Some(id) = id.filter(|_| small || self.notes.line()) {
-                        tracing::info!(
-                            "{id}: {have}s of history in Prometheus, min_history is {min}s: warming up until then"
-                        );
-                    }
-                }
-            }
-            Done::Failed {
-                slot,
-                generation,
-                error,
-            } => {
-                let Some(e) = self.live(slot, generation) else {
-                    return;
-                };
-                let (id, kept) = (e.id.clone(), e.model.is_some());
-                self.report.training_failures += 1;
-                self.notes.failed += 1;
-                let wait = self.table.on_failed(slot, generation, now) / 1000;
-                if small || self.notes.line() {
-                    if kept {
-                        tracing::error!(
-                            "retraining {id} failed, keeping the old model: {error} (next try in {wait}s)"
-                        );
-                    } else {
-                        tracing::error!(
-                            "cannot train a model for {id} (still warming up): {error} (next try in {wait}s)"
-                        );
-                    }
-                }
-                self.notes.first_error.get_or_insert(error);
-            }
-            Done::Horizon {
-                slot,
-                generation,
-                horizon,
-            } => self.table.on_horizon(slot, generation, horizon, now),
-            Done::HorizonFailed {
-                slot,
-                generation,
-                error,
-            } => {
-                if let Some(e) = self.live(slot, generation) {
-                    tracing::warn!("cannot draw a new band for {}: {error}", e.id);
-                }
-                self.table.on_horizon_failed(slot, generation, now);
-            }
-            Done::NeedFetch { slot, generation } => self.refetch.push((slot, generation)),
-            Done::Fetched { slot, generation } => self.table.on_fetched(slot, generation),
-        }
-    }
-
-    /// Runs what fell due; returns the series dropped for vanishing.
-    fn due(&mut self) -> Vec<Arc<str>> {
-        let (due, dropped) = self.table.take_due(self.now_ms());
-        self.dispatch(due);
-        let grace = self.settings.monitor.series_grace_period.as_secs();
-        for id in &dropped {
-            self.report.series_dropped += 1;
-            self.notes.dropped += 1;
-            if self.notes.line() {
-                tracing::warn!("series {id} has not been seen for {grace}s: dropped");
-            }
-        }
-        self.notes.summarise();
-        dropped
-    }
-
-    /// Sends the due tasks to the workers and the fetcher.
-    fn dispatch(&mut self, due: Vec<table::Due>) {
-        let mut firsts = Vec::new();
-        let mut refits = Vec::new();
-        for (slot, generation) in std::mem::take(&mut self.refetch) {
-            if let Some(e) = self.live(slot, generation) {
-                firsts.push((slot, generation, e.id.clone(), e.labels.clone()));
-            }
-        }
-        let now_s = chrono::Utc::now().timestamp();
-        for d in due {
-            let Some(e) = self.table.get(d.slot) else {
-                continue;
-            };
-            let (slot, generation) = (d.slot, d.generation);
-            let job = match (d.task, e.origin) {
-                (Task::Horizon, _) => match e.model.clone() {
-                    Some(model) => Job::Horizon {
-                        slot,
-                        generation,
-                        model,
-                    },
-                    None => continue,
-                },
-                (Task::Train { first }, Origin::Simulation) => {
-                    if self.presets.simulation {
-                        Job::Preset {
-                            slot,
-                            generation,
-                            kind: PresetKind::Simulation,
-                            refit_in: None,
-                        }
-                    } else {
-                        Job::Dataset {
-                            slot,
-                            generation,
-                            first,
-                        }
-                    }
-                }
-                (Task::Train { first: true }, Origin::Prometheus) => {
-                    let selector = &self.settings.monitor.model_selector;
-                    let saved = self
-                        .model_dir
-                        .as_ref()
-                        .map(|dir| workers::model_file(dir, &e.id))
-                        .filter(|p| p.exists());
-                    if self.presets.selected && selector.matches(&e.labels) {
-                        tracing::info!(
-                            "{} matches model_selector: judged with {} (refitted from its own history at {})",
-                            e.id,
-                            self.settings.model_path.display(),
-                            crate::dataset::format_ts(self.presets.stale_at.max(now_s))
-                        );
-                        Job::Preset {
-                            slot,
-                            generation,
-                            kind: PresetKind::Selected,
-                            refit_in: Some(self.presets.refit_in(now_s)),
-                        }
-                    } else if let Some(path) = saved {
-                        Job::Saved {
-                            slot,
-                            generation,
-                            path,
-                        }
-                    } else {
-                        firsts.push((slot, generation, e.id.clone(), e.labels.clone()));
-                        continue;
-                    }
-                }
-                (Task::Train { first: false }, Origin::Prometheus) => {
-                    refits.push((slot, generation, e.id.clone(), e.labels.clone()));
-                    continue;
-                }
-            };
-            if !matches!(job, Job::Horizon { .. }) {
-                // No history to fetch: straight to the workers.
-                self.table.on_fetched(slot, generation);
-            }
-            self.pool.submit(job);
-        }
-        let fleet = self.table.counts().series;
-        for (first, series) in [(true, firsts), (false, refits)] {
-            if !series.is_empty() {
-                self.fetcher.submit(fetcher::Request {
-                    first,
-                    series,
-                    fleet,
-                });
-            }
-        }
-    }
-
     /// Counters for this poll, the outputs' end of poll, the report file.
     fn end_poll(
         &mut self,
@@ -860,27 +428,6 @@ impl<'a> Monitor<'a> {
             })
             .collect()
     }
-}
-
-/// Judges one sample of a series: its band from the horizon (none outside
-/// it) and the decision path's verdict, the same implementation
-/// `--mode evaluate` runs ([`crate::evaluate::decide_all`]).
-pub fn judge_sample(
-    decider: &mut Decider,
-    horizon: &horizon::Horizon,
-    ts: i64,
-    value: f64,
-    interval_width: f64,
-) -> (Option<horizon::Band>, Option<crate::detect::Verdict>) {
-    let band = horizon.band_at(ts);
-    let verdict = band.map(|b| decider.update(ts, value, b.yhat, b.lower, b.upper, interval_width));
-    (band, verdict)
-}
-
-/// The last multiple of `interval` at or before `now` (Unix seconds).
-fn aligned(now: i64, interval: Duration) -> i64 {
-    let i = (interval.as_secs() as i64).max(1);
-    now.div_euclid(i) * i
 }
 
 /// When a sharded replica polls next: [`SHARD_POLL_DELAY`] after the next

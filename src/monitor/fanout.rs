@@ -107,28 +107,25 @@ pub(super) struct Outputs {
 }
 
 impl Outputs {
-    pub(super) fn record(&mut self, j: &Judged<'_>) {
-        self.sink.record(j);
-        self.logs.record(j);
-        self.api.record(j);
+    /// Every output, in the order they are told.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Output)) {
+        f(&mut self.sink);
+        f(&mut self.logs);
+        f(&mut self.api);
         if let Some(n) = &mut self.notify {
-            n.record(j);
+            f(n);
         }
         if let Some(l) = &mut self.live {
-            l.record(j);
+            f(l);
         }
     }
 
+    pub(super) fn record(&mut self, j: &Judged<'_>) {
+        self.each(|o| o.record(j));
+    }
+
     pub(super) fn end_poll(&mut self, end: &PollEnd<'_>) {
-        self.sink.end_poll(end);
-        self.logs.end_poll(end);
-        self.api.end_poll(end);
-        if let Some(n) = &mut self.notify {
-            n.end_poll(end);
-        }
-        if let Some(l) = &mut self.live {
-            l.end_poll(end);
-        }
+        self.each(|o| o.end_poll(end));
     }
 
     /// Stops the sink and the notifier (each bounded in time).

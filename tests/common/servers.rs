@@ -122,16 +122,18 @@ impl Server {
         command: impl Fn(&std::path::Path, u16) -> Command + Send + 'static,
     ) -> Server {
         let mut s = Server::unstarted(name, free_port(), ready_path, command);
-        // Another test may take the port between `free_port` and the bind.
-        for _ in 0..3 {
+        // Another test may take the port between `free_port` and the bind:
+        // up to four ports are tried, the last error panics.
+        const TRIES: usize = 4;
+        for attempt in 1..=TRIES {
             match s.try_start() {
                 Ok(()) => return s,
+                Err(e) if attempt == TRIES => panic!("{e}"),
                 Err(e) => eprintln!("{e}\nretrying {name} on another port"),
             }
             s.port = free_port();
         }
-        s.start();
-        s
+        unreachable!("the last try returns or panics")
     }
 
     fn with_port(
