@@ -158,7 +158,14 @@ fn fit_with<O: augurs_prophet::Optimizer>(
         seed,
         points: timestamps.len(),
         params,
+        floor: floor_of(values),
     }))
+}
+
+/// The forecast's floor for a history of `values`: 0 unless one is
+/// negative.
+fn floor_of(values: &[f64]) -> Option<f64> {
+    values.iter().all(|&v| v >= 0.0).then_some(0.0)
 }
 
 /// Fits augurs' Prophet with `optimizer` and reads the parameters off the
@@ -294,6 +301,13 @@ pub struct StoredModel {
     pub points: usize,
     /// Fitted parameters.
     pub params: ProphetParams,
+    /// The forecast is never below this: 0 when no training value was
+    /// negative (CPU usage cannot be), so that a fit ending on a drop to
+    /// idle does not forecast negative CPU and flag the host's return.
+    /// Absent (no floor) in files written before it and where the history
+    /// went below 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
 }
 
 /// A fitted Prophet model, ready to forecast: its parameters only.
@@ -378,6 +392,9 @@ impl ProphetModel {
         for &ts in timestamps {
             let y = if flat { p.yhat_held(ts) } else { p.yhat(ts) };
             let (lo, up) = offsets.at(p.scaled_time(ts));
+            // Under the floor the band moves up with the forecast, its
+            // width kept.
+            let y = self.stored.floor.map_or(y, |f| y.max(f));
             out.yhat.push(y);
             out.lower.push(y + lo);
             out.upper.push(y + up);
@@ -450,6 +467,7 @@ impl ProphetModel {
                 let v1: v1::StoredModelV1 =
                     serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
                 let points = v1.history.ds.len();
+                let floor = floor_of(&v1.history.y);
                 let (settings, unit, seed) = (v1.settings.clone(), v1.unit, v1.seed);
                 let params = fit_params(
                     v1::Fixed::from(&v1),
@@ -465,6 +483,7 @@ impl ProphetModel {
                     seed,
                     points,
                     params,
+                    floor,
                 }))
             }
             other => Err(bad(format!(
@@ -564,5 +583,51 @@ mod tests {
         let (ts, ys) = sorted(&[3, 1, 2], &[30.0, 10.0, 20.0]);
         assert_eq!(ts, vec![1, 2, 3]);
         assert_eq!(ys, vec![10.0, 20.0, 30.0]);
+    }
+
+    #[test]
+    fn a_history_that_never_went_below_zero_is_never_forecast_below_it() {
+        // Two days falling from 40 % to 1 %: a linear trend carries on below 0.
+        let step = 600;
+        let ts: Vec<i64> = (0..288).map(|i| 1_700_000_000 + i * step).collect();
+        let ys: Vec<f64> = (0..288).map(|i| 40.0 - 39.0 * i as f64 / 287.0).collect();
+        let settings = ProphetSettings {
+            future_trend: super::super::settings::FutureTrend::Linear,
+            daily_seasonality: Seasonality::Off,
+            weekly_seasonality: Seasonality::Off,
+            ..ProphetSettings::default()
+        };
+        let trainer = ProphetTrainer::new();
+        let at: Vec<i64> = (1..=144).map(|k| ts[287] + k * step).collect();
+        let floored = trainer.fit(&ts, &ys, &settings, Unit::Percent, 1).unwrap();
+        assert_eq!(floored.stored().floor, Some(0.0));
+        let f = floored.predict(&at).unwrap();
+        // The same model without its floor: what Prophet itself forecasts.
+        let mut stored = floored.stored().clone();
+        stored.floor = None;
+        let free = ProphetModel::from_stored(stored).predict(&at).unwrap();
+        let last = at.len() - 1;
+        assert!(free.yhat[last] < -5.0, "{}", free.yhat[last]);
+        assert_eq!(f.yhat[last], 0.0);
+        for i in 0..at.len() {
+            assert!(f.yhat[i] >= 0.0);
+            // The band moves with the forecast, its width kept.
+            let w = |g: &Forecast| (g.upper[i] - g.yhat[i], g.yhat[i] - g.lower[i]);
+            let ((a, b), (c, d)) = (w(&f), w(&free));
+            assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9);
+        }
+        // A history with one value below 0 has no floor.
+        let mut neg = ys.clone();
+        neg[10] = -0.5;
+        let model = trainer.fit(&ts, &neg, &settings, Unit::Percent, 1).unwrap();
+        assert_eq!(model.stored().floor, None);
+        assert!(model.predict(&at).unwrap().yhat[last] < -5.0);
+        // The file keeps the floor; a file written before it has none.
+        let json = serde_json::to_value(floored.stored()).unwrap();
+        assert_eq!(json["floor"], 0.0);
+        let mut old = json.clone();
+        old.as_object_mut().unwrap().remove("floor");
+        let read: StoredModel = serde_json::from_value(old).unwrap();
+        assert_eq!(read.floor, None);
     }
 }
