@@ -63,6 +63,9 @@ pub struct MstlModel {
     periods: Vec<(String, usize)>,
     /// Smallest half-width of the band, see [`noise_floor_sd`].
     min_half_width: f64,
+    /// The forecast is never below this: 0 when no training value was
+    /// negative (as for Prophet, README "Model file").
+    floor: Option<f64>,
 }
 
 impl std::fmt::Debug for MstlModel {
@@ -214,6 +217,7 @@ impl MstlModel {
             Fitted::Mstl(model.fit(&grid).map_err(|e| err(format!("MSTL: {e}")))?)
         };
         Ok(MstlModel {
+            floor: stored.history.y.iter().all(|&v| v >= 0.0).then_some(0.0),
             t0: ts[0],
             step,
             grid_len: grid.len(),
@@ -295,11 +299,15 @@ impl MstlModel {
             // A NaN band (ETS failed to estimate a variance) falls back to
             // the noise floor.
             let w = self.min_half_width;
-            out.yhat.push(y);
-            out.lower
-                .push(if lo.is_finite() { lo.min(y - w) } else { y - w });
-            out.upper
-                .push(if up.is_finite() { up.max(y + w) } else { y + w });
+            let (lo, up) = (
+                if lo.is_finite() { lo.min(y - w) } else { y - w },
+                if up.is_finite() { up.max(y + w) } else { y + w },
+            );
+            // Under the floor the band moves up with the forecast.
+            let lift = self.floor.map_or(0.0, |f| (f - y).max(0.0));
+            out.yhat.push(y + lift);
+            out.lower.push(lo + lift);
+            out.upper.push(up + lift);
         }
         Ok(out)
     }
@@ -413,6 +421,32 @@ mod tests {
         }
         let inside = model.predict(&ts[..10]).unwrap();
         assert_eq!(inside.len(), 10);
+    }
+
+    #[test]
+    fn a_history_that_never_went_below_zero_is_never_forecast_below_it() {
+        // Three days falling to under 1 %: the trend carries on below 0.
+        let (ts, cycle) = series(3, 600);
+        let n = ts.len() as f64;
+        let ys: Vec<f64> = cycle
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (30.0 * (1.0 - i as f64 / n) + (c - 50.0) * 0.02).max(0.0))
+            .collect();
+        let mut model = fit(&ts, &ys, &ProphetSettings::default(), Unit::Percent).unwrap();
+        assert_eq!(model.floor, Some(0.0));
+        let future: Vec<i64> = (1..=288).map(|i| ts[ts.len() - 1] + i * 600).collect();
+        let f = model.predict(&future).unwrap();
+        model.floor = None;
+        let free = model.predict(&future).unwrap();
+        let below = (0..future.len()).filter(|&i| free.yhat[i] < 0.0).count();
+        assert!(below > 0, "the test needs a forecast below 0");
+        for i in 0..future.len() {
+            assert_eq!(f.yhat[i], free.yhat[i].max(0.0));
+            let lift = f.yhat[i] - free.yhat[i];
+            assert!((f.lower[i] - free.lower[i] - lift).abs() < 1e-9);
+            assert!((f.upper[i] - free.upper[i] - lift).abs() < 1e-9);
+        }
     }
 
     #[test]
