@@ -171,17 +171,23 @@ fn dashboard_shows_live_charts_and_anomalies_in_a_real_browser() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let mut browser = Browser::open(&format!("{url}/"));
-    // Live data: wait until the page has received pushed updates.
+    // Live data: wait until the page has received pushed updates and
+    // lists a capacity warning (confirmed over a few polls, so it can come
+    // after the first anomaly on a busy machine).
     let start = Instant::now();
     while browser
         .eval("Number(document.body.dataset.updates)")
         .as_u64()
         .unwrap_or(0)
         < 3
+        || !browser
+            .eval("document.querySelector('.capacity-item') !== null")
+            .as_bool()
+            .unwrap_or(false)
     {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "no pushed updates reached the page"
+            "no pushed updates with a capacity warning reached the page"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
