@@ -500,6 +500,19 @@ pub fn outliers(values: &[f64], f: &Forecast, cutoff: f64, max_share: f64) -> Ve
     idx
 }
 
+/// The floor under the forecasts of a model fitted on `values`: 0 when
+/// none is negative (CPU usage cannot be), none otherwise (README "Model
+/// file").
+fn floor_of(values: &[f64]) -> Option<f64> {
+    values.iter().all(|&v| v >= 0.0).then_some(0.0)
+}
+
+/// How far a point forecast `y` (and its band, whose width is kept) moves
+/// up to stay at or above `floor`.
+fn lift_to(floor: Option<f64>, y: f64) -> f64 {
+    floor.map_or(0.0, |f| (f - y).max(0.0))
+}
+
 /// A point forecast with its prediction band, aligned to `timestamps`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Forecast {

@@ -217,7 +217,7 @@ impl MstlModel {
             Fitted::Mstl(model.fit(&grid).map_err(|e| err(format!("MSTL: {e}")))?)
         };
         Ok(MstlModel {
-            floor: stored.history.y.iter().all(|&v| v >= 0.0).then_some(0.0),
+            floor: super::floor_of(&stored.history.y),
             t0: ts[0],
             step,
             grid_len: grid.len(),
@@ -303,8 +303,7 @@ impl MstlModel {
                 if lo.is_finite() { lo.min(y - w) } else { y - w },
                 if up.is_finite() { up.max(y + w) } else { y + w },
             );
-            // Under the floor the band moves up with the forecast.
-            let lift = self.floor.map_or(0.0, |f| (f - y).max(0.0));
+            let lift = super::lift_to(self.floor, y);
             out.yhat.push(y + lift);
             out.lower.push(lo + lift);
             out.upper.push(up + lift);

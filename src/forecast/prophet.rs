@@ -158,14 +158,8 @@ fn fit_with<O: augurs_prophet::Optimizer>(
         seed,
         points: timestamps.len(),
         params,
-        floor: floor_of(values),
+        floor: super::floor_of(values),
     }))
-}
-
-/// The forecast's floor for a history of `values`: 0 unless one is
-/// negative.
-fn floor_of(values: &[f64]) -> Option<f64> {
-    values.iter().all(|&v| v >= 0.0).then_some(0.0)
 }
 
 /// Fits augurs' Prophet with `optimizer` and reads the parameters off the
@@ -392,9 +386,7 @@ impl ProphetModel {
         for &ts in timestamps {
             let y = if flat { p.yhat_held(ts) } else { p.yhat(ts) };
             let (lo, up) = offsets.at(p.scaled_time(ts));
-            // Under the floor the band moves up with the forecast, its
-            // width kept.
-            let y = self.stored.floor.map_or(y, |f| y.max(f));
+            let y = y + super::lift_to(self.stored.floor, y);
             out.yhat.push(y);
             out.lower.push(y + lo);
             out.upper.push(y + up);
@@ -467,7 +459,7 @@ impl ProphetModel {
                 let v1: v1::StoredModelV1 =
                     serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
                 let points = v1.history.ds.len();
-                let floor = floor_of(&v1.history.y);
+                let floor = super::floor_of(&v1.history.y);
                 let (settings, unit, seed) = (v1.settings.clone(), v1.unit, v1.seed);
                 let params = fit_params(
                     v1::Fixed::from(&v1),
