@@ -12,7 +12,7 @@ mod fleet;
 mod incidents;
 
 pub use fleet::FleetHost;
-pub use incidents::{incident_series, IncidentKind, LabelledSeries};
+pub use incidents::{incident_series, incident_series_over, IncidentKind, LabelledSeries};
 
 /// Shape of the synthetic series (values in percent, 0–100).
 #[derive(Debug, Clone)]

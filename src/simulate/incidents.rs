@@ -110,12 +110,19 @@ fn incident_host(kind: IncidentKind, seed: u64, start: i64) -> FleetHost {
 /// with its own shape (as [`FleetHost`]), and two incidents of `kind` in the
 /// scored part (after the first 20 %), at least two days apart.
 pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
+    incident_series_over(kind, seed, 14)
+}
+
+/// [`incident_series`] over `days` days (at least 4): the same host, its
+/// incidents placed the same way in the longer series (used to measure how
+/// often a quiet host pages once it has weeks of history).
+pub fn incident_series_over(kind: IncidentKind, seed: u64, days: usize) -> LabelledSeries {
     const STEP: i64 = 300;
-    const LEN: usize = 4032;
+    let n = days.max(4) * 288;
     let start = 1_748_822_400; // a Monday
     let host = incident_host(kind, seed, start);
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix(seed ^ ((kind as u64) << 40)));
-    let timestamps: Vec<i64> = (0..LEN as i64).map(|k| start + k * STEP).collect();
+    let timestamps: Vec<i64> = (0..n as i64).map(|k| start + k * STEP).collect();
     let noise = Normal::new(0.0, host.noise_sd).expect("finite sd");
     let mut values: Vec<f64> = timestamps
         .iter()
@@ -124,8 +131,8 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
     let day = 288;
     let mut onsets = Vec::new();
     if !kind.is_quiet() {
-        let a = rng.random_range(LEN / 5 + day..LEN / 2);
-        let b = rng.random_range(a + 2 * day..LEN - day);
+        let a = rng.random_range(n / 5 + day..n / 2);
+        let b = rng.random_range(a + 2 * day..n - day);
         onsets = vec![a, b];
     }
     let sd = host.noise_sd;
@@ -157,14 +164,14 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
                 let ramp = rng.random_range(48..144); // 4 to 12 hours
                 let hold = rng.random_range(12..72);
                 for j in 0..ramp + hold {
-                    if o + j < LEN {
+                    if o + j < n {
                         values[o + j] += m * ((j + 1) as f64 / ramp as f64).min(1.0);
                     }
                 }
             }
             IncidentKind::Variance => {
                 let extra = Normal::new(0.0, rng.random_range(3.0..5.0) * sd.max(2.0)).expect("sd");
-                for v in &mut values[o..(o + 72).min(LEN)] {
+                for v in &mut values[o..(o + 72).min(n)] {
                     *v += extra.sample(&mut rng);
                 }
             }
@@ -176,7 +183,7 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
                     let hour = t.rem_euclid(86_400) as f64 / 3600.0;
                     (hour - host.peak_hour + 36.0).rem_euclid(24.0) - 12.0
                 };
-                while o < LEN - day && visible(timestamps[o]).abs() > 6.0 {
+                while o < n - day && visible(timestamps[o]).abs() > 6.0 {
                     o += 1;
                 }
                 *onset = o;
@@ -185,7 +192,7 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
                         + ((host.peak_hour as i64 + 12) % 24) * 3600,
                 );
                 for j in 0..day {
-                    if o + j < LEN {
+                    if o + j < n {
                         let t = timestamps[o + j];
                         values[o + j] += night - host.normal_at(t);
                     }
@@ -212,11 +219,11 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
         let per_day: f64 = rng.random_range(2.0..8.0);
         let spread = Normal::new(0.0f64, 0.3).expect("sd");
         let mut k = 0;
-        while k < LEN {
+        while k < n {
             if rng.random_bool(per_day / day as f64) {
                 let m = scale * f64::exp(spread.sample(&mut rng));
                 let len = rng.random_range(1..=4);
-                for v in &mut values[k..(k + len).min(LEN)] {
+                for v in &mut values[k..(k + len).min(n)] {
                     *v += m;
                 }
                 k += len;
@@ -228,12 +235,12 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
     for v in &mut values {
         *v = v.clamp(0.0, 100.0);
     }
-    let half = (LEN / 10 / onsets.len().max(1)) / 2;
+    let half = (n / 10 / onsets.len().max(1)) / 2;
     let windows = onsets
         .iter()
         .map(|&o| {
             let a = o.saturating_sub(half);
-            let b = (o + half).min(LEN - 1);
+            let b = (o + half).min(n - 1);
             (timestamps[a], timestamps[b])
         })
         .collect();
@@ -267,6 +274,34 @@ mod incident_tests {
             incident_series(IncidentKind::Spike, 1).values,
             incident_series(IncidentKind::Spike, 2).values
         );
+    }
+
+    #[test]
+    fn a_longer_series_is_the_same_kind_of_host_for_longer() {
+        for kind in IncidentKind::ALL {
+            assert_eq!(
+                incident_series_over(kind, 2, 14).values,
+                incident_series(kind, 2).values,
+                "{kind:?}: 14 days is the development series"
+            );
+            let g = incident_series_over(kind, 2, 56);
+            assert_eq!(g.timestamps.len(), 56 * 288);
+            assert_eq!(g.windows.len(), if kind.is_quiet() { 0 } else { 2 });
+            assert!(g.values.iter().all(|v| (0.0..=100.0).contains(v)));
+        }
+        // A bursty host keeps bursting: every week has bursts.
+        let kind = IncidentKind::Bursty;
+        let g = incident_series_over(kind, 4, 56);
+        let host = incident_host(kind, 4, g.timestamps[0]);
+        for week in g.values.chunks(7 * 288).zip(g.timestamps.chunks(7 * 288)) {
+            let bursts = week
+                .0
+                .iter()
+                .zip(week.1)
+                .filter(|(v, t)| **v - host.normal_at(**t) >= 10.0)
+                .count();
+            assert!(bursts >= 7, "{bursts} burst samples in a week");
+        }
     }
 
     #[test]
