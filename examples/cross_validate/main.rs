@@ -37,6 +37,13 @@
 //! and the generated series separately, `MIN_PRECISION` the selection's precision floor (default
 //! 0.6).
 //!
+//! `DEALS=R` repeats the held-out scoring over R deals of the series into
+//! folds (deal 0 as above, the others shuffled within their groups, seeded)
+//! and prints the pooled mean ± sd over all R × FOLDS held-out folds, the
+//! range of a deal's mean, and how many deals meet the targets (NAB ≥ 70,
+//! event-F1 ≥ 0.6, precision ≥ 0.6). The grid is judged once, so this
+//! costs seconds.
+//!
 //! Diagnostics of the chosen setting: `VERBOSE=1` (per group and NAB series),
 //! `DIAG=1` (every onset against the windows), `DUMP=NAME:HOUR` (the
 //! decision path sample by sample around HOUR), `EXPLORE=1` (the best
@@ -51,6 +58,9 @@ mod grid;
 mod series;
 
 use std::path::Path;
+
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use cpu_anomaly::{
     detect::DecisionSettings,
@@ -124,18 +134,28 @@ fn main() {
         devs.len(),
         started.elapsed().as_secs_f64()
     );
-    // Fold of each series: round-robin within its group.
-    let mut fold_of = vec![0; devs.len()];
-    let mut groups: Vec<&str> = devs.iter().map(|d| d.group.as_str()).collect();
-    groups.sort_unstable();
-    groups.dedup();
-    for g in groups {
-        let mut members: Vec<usize> = (0..devs.len()).filter(|&i| devs[i].group == g).collect();
-        members.sort_by(|&a, &b| devs[a].name.cmp(&devs[b].name));
-        for (k, i) in members.into_iter().enumerate() {
-            fold_of[i] = k % folds;
+    // Fold of each series: dealt round-robin within its group, in name
+    // order (deal 0) or shuffled (deal r > 0, seeded by r).
+    let deal = |r: u64| -> Vec<usize> {
+        let mut fold_of = vec![0; devs.len()];
+        let mut groups: Vec<&str> = devs.iter().map(|d| d.group.as_str()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut rng = ChaCha8Rng::seed_from_u64(r);
+        for g in groups {
+            let mut members: Vec<usize> =
+                (0..devs.len()).filter(|&i| devs[i].group == g).collect();
+            members.sort_by(|&a, &b| devs[a].name.cmp(&devs[b].name));
+            if r > 0 {
+                members.shuffle(&mut rng);
+            }
+            for (k, i) in members.into_iter().enumerate() {
+                fold_of[i] = k % folds;
+            }
         }
-    }
+        fold_of
+    };
+    let fold_of = deal(0);
     let candidates = grid();
     let table: Vec<Vec<Outcome>> = candidates
         .iter()
@@ -193,26 +213,36 @@ fn main() {
         "{:>4} {:>6} {:>7} {:>7} {:>7} {:>7} {:>9} {:>9}  chosen on the other folds",
         "fold", "series", "NAB", "evF1", "evP", "winR", "NAB(nab)", "NAB(gen)"
     );
+    // Per held-out fold of a deal: the setting chosen on the other folds,
+    // the fold's size and its figures (NAB, event-F1, precision, recall,
+    // NAB of the NAB series, NAB of the generated ones).
+    let held_out = |fold_of: &[usize]| -> Vec<(usize, usize, [f64; 6])> {
+        (0..folds)
+            .map(|k| {
+                let chosen = best_on(&|i| fold_of[i] != k);
+                let held = |pred: &dyn Fn(usize) -> bool| {
+                    sum((0..devs.len())
+                        .filter(|&i| fold_of[i] == k && pred(i))
+                        .map(|i| table[chosen][i]))
+                };
+                let all = held(&|_| true);
+                let nab_part = held(&|i| devs[i].group == "nab");
+                let gen_part = held(&|i| devs[i].group != "nab");
+                let n = (0..devs.len()).filter(|&i| fold_of[i] == k).count();
+                let row = [
+                    nab_of(&all),
+                    all.events.f1,
+                    all.events.precision,
+                    all.events.recall,
+                    nab_of(&nab_part),
+                    nab_of(&gen_part),
+                ];
+                (chosen, n, row)
+            })
+            .collect()
+    };
     let mut cols: [Vec<f64>; 6] = Default::default();
-    for k in 0..folds {
-        let chosen = best_on(&|i| fold_of[i] != k);
-        let held = |pred: &dyn Fn(usize) -> bool| {
-            sum((0..devs.len())
-                .filter(|&i| fold_of[i] == k && pred(i))
-                .map(|i| table[chosen][i]))
-        };
-        let all = held(&|_| true);
-        let nab_part = held(&|i| devs[i].group == "nab");
-        let gen_part = held(&|i| devs[i].group != "nab");
-        let n = (0..devs.len()).filter(|&i| fold_of[i] == k).count();
-        let row = [
-            nab_of(&all),
-            all.events.f1,
-            all.events.precision,
-            all.events.recall,
-            nab_of(&nab_part),
-            nab_of(&gen_part),
-        ];
+    for (k, (chosen, n, row)) in held_out(&fold_of).into_iter().enumerate() {
         println!(
             "{k:>4} {n:>6} {:>7.1} {:>7.3} {:>7.3} {:>7.3} {:>9.1} {:>9.1}  {}",
             row[0],
@@ -232,6 +262,49 @@ fn main() {
         "mean ± sd    {:>5.1} ± {:<4.1} F1 {:.3} ± {:.3}  P {:.3} ± {:.3}  R {:.3} ± {:.3}  NAB(nab) {:.1} ± {:.1}  NAB(gen) {:.1} ± {:.1}",
         ms[0].0, ms[0].1, ms[1].0, ms[1].1, ms[2].0, ms[2].1, ms[3].0, ms[3].1, ms[4].0, ms[4].1, ms[5].0, ms[5].1
     );
+    // `DEALS=R`: R − 1 more deals of the series into folds (shuffled within
+    // their groups), so the held-out figures do not rest on one deal.
+    let deals: u64 = std::env::var("DEALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if deals > 1 {
+        let mut pooled: [Vec<f64>; 6] = Default::default();
+        let mut means: [Vec<f64>; 3] = Default::default();
+        let mut met = 0;
+        for r in 0..deals {
+            let rows = held_out(&deal(r));
+            let mut mine: [Vec<f64>; 6] = Default::default();
+            for (_, _, row) in rows {
+                for j in 0..6 {
+                    mine[j].push(row[j]);
+                    pooled[j].push(row[j]);
+                }
+            }
+            let m: Vec<f64> = mine.iter().map(|c| mean_sd(c).0).collect();
+            for (c, v) in means.iter_mut().zip([m[0], m[1], m[2]]) {
+                c.push(v);
+            }
+            met += usize::from(m[0] >= 70.0 && m[1] >= 0.6 && m[2] >= 0.6);
+        }
+        let ps: Vec<(f64, f64)> = pooled.iter().map(|c| mean_sd(c)).collect();
+        let range = |c: &[f64]| {
+            let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo, hi)
+        };
+        let (n0, n1) = range(&means[0]);
+        let (f0, f1) = range(&means[1]);
+        let (p0, p1) = range(&means[2]);
+        println!(
+            "{deals} deals ({} held-out folds): NAB {:.1} ± {:.1}  F1 {:.3} ± {:.3}  P {:.3} ± {:.3}  R {:.3} ± {:.3}  NAB(nab) {:.1} ± {:.1}  NAB(gen) {:.1} ± {:.1}",
+            pooled[0].len(),
+            ps[0].0, ps[0].1, ps[1].0, ps[1].1, ps[2].0, ps[2].1, ps[3].0, ps[3].1, ps[4].0, ps[4].1, ps[5].0, ps[5].1
+        );
+        println!(
+            "  a deal's mean: NAB {n0:.1} to {n1:.1}, F1 {f0:.3} to {f1:.3}, P {p0:.3} to {p1:.3}; {met} of {deals} deals meet NAB ≥ 70, F1 ≥ 0.6 and P ≥ 0.6"
+        );
+    }
     let chosen = best_on(&|_| true);
     let all = sum((0..devs.len()).map(|i| table[chosen][i]));
     let nab_only = sum((0..devs.len())
