@@ -143,8 +143,7 @@ fn main() {
         groups.dedup();
         let mut rng = ChaCha8Rng::seed_from_u64(r);
         for g in groups {
-            let mut members: Vec<usize> =
-                (0..devs.len()).filter(|&i| devs[i].group == g).collect();
+            let mut members: Vec<usize> = (0..devs.len()).filter(|&i| devs[i].group == g).collect();
             members.sort_by(|&a, &b| devs[a].name.cmp(&devs[b].name));
             if r > 0 {
                 members.shuffle(&mut rng);
