@@ -11,7 +11,8 @@
 //! cargo run --release --example quiet_hosts -- count /tmp/quiet-out
 //! ```
 //!
-//! `write DIR [DAYS] [HOSTS]`: days per host (56) and hosts per kind (10).
+//! `write DIR [DAYS] [HOSTS]`: days per host (56, at least 7) and hosts per
+//! kind (10).
 //! The hosts are `simulate::incident_series_over(kind, seed, DAYS)` for
 //! seeds 1..=HOSTS. `count OUT_DIR`: a table of onsets per kind and week
 //! since the series' start, and per host-week after the first two weeks.

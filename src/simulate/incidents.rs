@@ -113,12 +113,12 @@ pub fn incident_series(kind: IncidentKind, seed: u64) -> LabelledSeries {
     incident_series_over(kind, seed, 14)
 }
 
-/// [`incident_series`] over `days` days (at least 4): the same host, its
+/// [`incident_series`] over `days` days (at least 7): the same host, its
 /// incidents placed the same way in the longer series (used to measure how
 /// often a quiet host pages once it has weeks of history).
 pub fn incident_series_over(kind: IncidentKind, seed: u64, days: usize) -> LabelledSeries {
     const STEP: i64 = 300;
-    let n = days.max(4) * 288;
+    let n = days.max(7) * 288;
     let start = 1_748_822_400; // a Monday
     let host = incident_host(kind, seed, start);
     let mut rng = ChaCha8Rng::seed_from_u64(splitmix(seed ^ ((kind as u64) << 40)));
@@ -288,6 +288,11 @@ mod incident_tests {
             assert_eq!(g.timestamps.len(), 56 * 288);
             assert_eq!(g.windows.len(), if kind.is_quiet() { 0 } else { 2 });
             assert!(g.values.iter().all(|v| (0.0..=100.0).contains(v)));
+        }
+        // The shortest span still places both incidents.
+        for kind in IncidentKind::ALL {
+            let g = incident_series_over(kind, 9, 1);
+            assert_eq!(g.timestamps.len(), 7 * 288, "{kind:?}: a week at least");
         }
         // A bursty host keeps bursting: every week has bursts.
         let kind = IncidentKind::Bursty;
