@@ -507,10 +507,21 @@ fn floor_of(values: &[f64]) -> Option<f64> {
     values.iter().all(|&v| v >= 0.0).then_some(0.0)
 }
 
+/// The ceiling over the forecasts of a model fitted on `values` in `unit`:
+/// its full scale (100 %, or 1 in fractions) when no training value is
+/// above it (one CPU's usage cannot be), none otherwise (README "Model
+/// file").
+fn ceiling_of(values: &[f64], unit: Unit) -> Option<f64> {
+    let top = unit.full_scale();
+    values.iter().all(|&v| v <= top).then_some(top)
+}
+
 /// How far a point forecast `y` (and its band, whose width is kept) moves
-/// up to stay at or above `floor`.
-fn lift_to(floor: Option<f64>, y: f64) -> f64 {
-    floor.map_or(0.0, |f| (f - y).max(0.0))
+/// to stay at or above `floor` and at or below `ceiling`.
+fn shift_into(floor: Option<f64>, ceiling: Option<f64>, y: f64) -> f64 {
+    let up = floor.map_or(0.0, |f| (f - y).max(0.0));
+    let down = ceiling.map_or(0.0, |c| (c - y).min(0.0));
+    up + down
 }
 
 /// A point forecast with its prediction band, aligned to `timestamps`.

@@ -64,8 +64,10 @@ pub struct MstlModel {
     /// Smallest half-width of the band, see [`noise_floor_sd`].
     min_half_width: f64,
     /// The forecast is never below this: 0 when no training value was
-    /// negative (as for Prophet, README "Model file").
+    /// negative; never above `ceiling`, the unit's full scale when no
+    /// training value was above it (as for Prophet, README "Model file").
     floor: Option<f64>,
+    ceiling: Option<f64>,
 }
 
 impl std::fmt::Debug for MstlModel {
@@ -218,6 +220,7 @@ impl MstlModel {
         };
         Ok(MstlModel {
             floor: super::floor_of(&stored.history.y),
+            ceiling: super::ceiling_of(&stored.history.y, stored.unit),
             t0: ts[0],
             step,
             grid_len: grid.len(),
@@ -303,7 +306,7 @@ impl MstlModel {
                 if lo.is_finite() { lo.min(y - w) } else { y - w },
                 if up.is_finite() { up.max(y + w) } else { y + w },
             );
-            let lift = super::lift_to(self.floor, y);
+            let lift = super::shift_into(self.floor, self.ceiling, y);
             out.yhat.push(y + lift);
             out.lower.push(lo + lift);
             out.upper.push(up + lift);
@@ -445,6 +448,32 @@ mod tests {
             let lift = f.yhat[i] - free.yhat[i];
             assert!((f.lower[i] - free.lower[i] - lift).abs() < 1e-9);
             assert!((f.upper[i] - free.upper[i] - lift).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn a_history_that_never_went_above_full_scale_is_never_forecast_above_it() {
+        // Three days climbing to over 99 %: the trend carries on past 100.
+        let (ts, cycle) = series(3, 600);
+        let n = ts.len() as f64;
+        let ys: Vec<f64> = cycle
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (70.0 + 30.0 * i as f64 / n + (c - 50.0) * 0.02).min(100.0))
+            .collect();
+        let mut model = fit(&ts, &ys, &ProphetSettings::default(), Unit::Percent).unwrap();
+        assert_eq!(model.ceiling, Some(100.0));
+        let future: Vec<i64> = (1..=288).map(|i| ts[ts.len() - 1] + i * 600).collect();
+        let f = model.predict(&future).unwrap();
+        model.ceiling = None;
+        let free = model.predict(&future).unwrap();
+        let above = (0..future.len()).filter(|&i| free.yhat[i] > 100.0).count();
+        assert!(above > 0, "the test needs a forecast above 100");
+        for i in 0..future.len() {
+            assert_eq!(f.yhat[i], free.yhat[i].min(100.0));
+            let drop = f.yhat[i] - free.yhat[i];
+            assert!((f.lower[i] - free.lower[i] - drop).abs() < 1e-9);
+            assert!((f.upper[i] - free.upper[i] - drop).abs() < 1e-9);
         }
     }
 

@@ -159,6 +159,7 @@ fn fit_with<O: augurs_prophet::Optimizer>(
         points: timestamps.len(),
         params,
         floor: super::floor_of(values),
+        ceiling: super::ceiling_of(values, unit),
     }))
 }
 
@@ -302,6 +303,13 @@ pub struct StoredModel {
     /// went below 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<f64>,
+    /// The forecast is never above this: the unit's full scale (100 %, or 1
+    /// in fractions) when no training value was above it, so that a daily
+    /// cycle fitted on a host that saturated does not forecast 138 % and
+    /// flag its 99 % as a drop. Absent in files written before it and where
+    /// the history went above full scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<f64>,
 }
 
 /// A fitted Prophet model, ready to forecast: its parameters only.
@@ -386,7 +394,7 @@ impl ProphetModel {
         for &ts in timestamps {
             let y = if flat { p.yhat_held(ts) } else { p.yhat(ts) };
             let (lo, up) = offsets.at(p.scaled_time(ts));
-            let y = y + super::lift_to(self.stored.floor, y);
+            let y = y + super::shift_into(self.stored.floor, self.stored.ceiling, y);
             out.yhat.push(y);
             out.lower.push(y + lo);
             out.upper.push(y + up);
@@ -460,6 +468,7 @@ impl ProphetModel {
                     serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
                 let points = v1.history.ds.len();
                 let floor = super::floor_of(&v1.history.y);
+                let ceiling = super::ceiling_of(&v1.history.y, v1.unit);
                 let (settings, unit, seed) = (v1.settings.clone(), v1.unit, v1.seed);
                 let params = fit_params(
                     v1::Fixed::from(&v1),
@@ -476,6 +485,7 @@ impl ProphetModel {
                     points,
                     params,
                     floor,
+                    ceiling,
                 }))
             }
             other => Err(bad(format!(
@@ -621,5 +631,55 @@ mod tests {
         old.as_object_mut().unwrap().remove("floor");
         let read: StoredModel = serde_json::from_value(old).unwrap();
         assert_eq!(read.floor, None);
+    }
+
+    #[test]
+    fn a_history_that_never_went_above_full_scale_is_never_forecast_above_it() {
+        // Two days climbing from 60 % to 99 %: a linear trend carries on past
+        // 100; and the same in fractions, past 1.
+        let step = 600;
+        let ts: Vec<i64> = (0..288).map(|i| 1_700_000_000 + i * step).collect();
+        let settings = ProphetSettings {
+            future_trend: super::super::settings::FutureTrend::Linear,
+            daily_seasonality: Seasonality::Off,
+            weekly_seasonality: Seasonality::Off,
+            ..ProphetSettings::default()
+        };
+        let trainer = ProphetTrainer::new();
+        let at: Vec<i64> = (1..=144).map(|k| ts[287] + k * step).collect();
+        let last = at.len() - 1;
+        for (unit, top) in [(Unit::Percent, 100.0), (Unit::Fraction, 1.0)] {
+            let ys: Vec<f64> = (0..288)
+                .map(|i| top * (0.6 + 0.39 * i as f64 / 287.0))
+                .collect();
+            let capped = trainer.fit(&ts, &ys, &settings, unit, 1).unwrap();
+            assert_eq!(capped.stored().ceiling, Some(top));
+            let f = capped.predict(&at).unwrap();
+            let mut stored = capped.stored().clone();
+            stored.ceiling = None;
+            let free = ProphetModel::from_stored(stored).predict(&at).unwrap();
+            assert!(free.yhat[last] > 1.05 * top, "{unit}: {}", free.yhat[last]);
+            assert_eq!(f.yhat[last], top);
+            for i in 0..at.len() {
+                assert!(f.yhat[i] <= top);
+                // The band moves with the forecast, its width kept.
+                let w = |g: &Forecast| (g.upper[i] - g.yhat[i], g.yhat[i] - g.lower[i]);
+                let ((a, b), (c, d)) = (w(&f), w(&free));
+                assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9);
+            }
+            // A history with one value above full scale has no ceiling.
+            let mut over = ys.clone();
+            over[10] = 1.01 * top;
+            let model = trainer.fit(&ts, &over, &settings, unit, 1).unwrap();
+            assert_eq!(model.stored().ceiling, None);
+            assert!(model.predict(&at).unwrap().yhat[last] > 1.05 * top);
+            // The file keeps the ceiling; a file written before it has none.
+            let json = serde_json::to_value(capped.stored()).unwrap();
+            assert_eq!(json["ceiling"], top);
+            let mut old = json.clone();
+            old.as_object_mut().unwrap().remove("ceiling");
+            let read: StoredModel = serde_json::from_value(old).unwrap();
+            assert_eq!(read.ceiling, None);
+        }
     }
 }
