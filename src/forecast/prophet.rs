@@ -587,20 +587,27 @@ mod tests {
         assert_eq!(ys, vec![10.0, 20.0, 30.0]);
     }
 
-    #[test]
-    fn a_history_that_never_went_below_zero_is_never_forecast_below_it() {
-        // Two days falling from 40 % to 1 %: a linear trend carries on below 0.
+    /// Two days of 10-minute timestamps, the day after them, and settings
+    /// with a linear future trend and no seasonality: for the trend's bounds.
+    fn two_days_then_one() -> (Vec<i64>, Vec<i64>, ProphetSettings) {
         let step = 600;
         let ts: Vec<i64> = (0..288).map(|i| 1_700_000_000 + i * step).collect();
-        let ys: Vec<f64> = (0..288).map(|i| 40.0 - 39.0 * i as f64 / 287.0).collect();
+        let at: Vec<i64> = (1..=144).map(|k| ts[287] + k * step).collect();
         let settings = ProphetSettings {
             future_trend: super::super::settings::FutureTrend::Linear,
             daily_seasonality: Seasonality::Off,
             weekly_seasonality: Seasonality::Off,
             ..ProphetSettings::default()
         };
+        (ts, at, settings)
+    }
+
+    #[test]
+    fn a_history_that_never_went_below_zero_is_never_forecast_below_it() {
+        // Two days falling from 40 % to 1 %: a linear trend carries on below 0.
+        let (ts, at, settings) = two_days_then_one();
+        let ys: Vec<f64> = (0..288).map(|i| 40.0 - 39.0 * i as f64 / 287.0).collect();
         let trainer = ProphetTrainer::new();
-        let at: Vec<i64> = (1..=144).map(|k| ts[287] + k * step).collect();
         let floored = trainer.fit(&ts, &ys, &settings, Unit::Percent, 1).unwrap();
         assert_eq!(floored.stored().floor, Some(0.0));
         let f = floored.predict(&at).unwrap();
@@ -637,16 +644,8 @@ mod tests {
     fn a_history_that_never_went_above_full_scale_is_never_forecast_above_it() {
         // Two days climbing from 60 % to 99 %: a linear trend carries on past
         // 100; and the same in fractions, past 1.
-        let step = 600;
-        let ts: Vec<i64> = (0..288).map(|i| 1_700_000_000 + i * step).collect();
-        let settings = ProphetSettings {
-            future_trend: super::super::settings::FutureTrend::Linear,
-            daily_seasonality: Seasonality::Off,
-            weekly_seasonality: Seasonality::Off,
-            ..ProphetSettings::default()
-        };
+        let (ts, at, settings) = two_days_then_one();
         let trainer = ProphetTrainer::new();
-        let at: Vec<i64> = (1..=144).map(|k| ts[287] + k * step).collect();
         let last = at.len() - 1;
         for (unit, top) in [(Unit::Percent, 100.0), (Unit::Fraction, 1.0)] {
             let ys: Vec<f64> = (0..288)
