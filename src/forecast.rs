@@ -524,6 +524,18 @@ fn shift_into(floor: Option<f64>, ceiling: Option<f64>, y: f64) -> f64 {
     up + down
 }
 
+/// Test helper: `bounded` is `free` kept within a floor or ceiling, its
+/// band moved with its forecast, the band's width at every point kept.
+#[cfg(test)]
+fn assert_band_moved_with_forecast(bounded: &Forecast, free: &Forecast) {
+    assert_eq!(bounded.len(), free.len());
+    for i in 0..free.len() {
+        let width = |g: &Forecast| (g.upper[i] - g.yhat[i], g.yhat[i] - g.lower[i]);
+        let ((a, b), (c, d)) = (width(bounded), width(free));
+        assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9, "point {i}");
+    }
+}
+
 /// A point forecast with its prediction band, aligned to `timestamps`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Forecast {
@@ -629,6 +641,21 @@ mod tests {
         assert!(idx.windows(2).all(|w| w[1] - w[0] <= stride));
         let (idx, _) = subsample(21, 5);
         assert_eq!(idx, vec![0, 5, 10, 15, 20]);
+    }
+
+    #[test]
+    fn a_forecast_is_shifted_into_its_floor_and_ceiling() {
+        assert_eq!(shift_into(Some(0.0), Some(100.0), -3.0), 3.0);
+        assert_eq!(shift_into(Some(0.0), Some(100.0), 138.0), -38.0);
+        assert_eq!(shift_into(Some(0.0), Some(100.0), 50.0), 0.0);
+        assert_eq!(shift_into(None, None, -3.0), 0.0);
+        assert_eq!(shift_into(None, None, 138.0), 0.0);
+        assert_eq!(floor_of(&[0.0, 5.0]), Some(0.0));
+        assert_eq!(floor_of(&[-0.1, 5.0]), None);
+        assert_eq!(ceiling_of(&[0.2, 100.0], Unit::Percent), Some(100.0));
+        assert_eq!(ceiling_of(&[0.2, 100.5], Unit::Percent), None);
+        assert_eq!(ceiling_of(&[0.2, 0.9], Unit::Fraction), Some(1.0));
+        assert_eq!(ceiling_of(&[0.2, 1.2], Unit::Fraction), None);
     }
 
     #[test]

@@ -618,13 +618,8 @@ mod tests {
         let last = at.len() - 1;
         assert!(free.yhat[last] < -5.0, "{}", free.yhat[last]);
         assert_eq!(f.yhat[last], 0.0);
-        for i in 0..at.len() {
-            assert!(f.yhat[i] >= 0.0);
-            // The band moves with the forecast, its width kept.
-            let w = |g: &Forecast| (g.upper[i] - g.yhat[i], g.yhat[i] - g.lower[i]);
-            let ((a, b), (c, d)) = (w(&f), w(&free));
-            assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9);
-        }
+        assert!(f.yhat.iter().all(|&y| y >= 0.0));
+        super::super::assert_band_moved_with_forecast(&f, &free);
         // A history with one value below 0 has no floor.
         let mut neg = ys.clone();
         neg[10] = -0.5;
@@ -659,13 +654,8 @@ mod tests {
             let free = ProphetModel::from_stored(stored).predict(&at).unwrap();
             assert!(free.yhat[last] > 1.05 * top, "{unit}: {}", free.yhat[last]);
             assert_eq!(f.yhat[last], top);
-            for i in 0..at.len() {
-                assert!(f.yhat[i] <= top);
-                // The band moves with the forecast, its width kept.
-                let w = |g: &Forecast| (g.upper[i] - g.yhat[i], g.yhat[i] - g.lower[i]);
-                let ((a, b), (c, d)) = (w(&f), w(&free));
-                assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9);
-            }
+            assert!(f.yhat.iter().all(|&y| y <= top));
+            super::super::assert_band_moved_with_forecast(&f, &free);
             // A history with one value above full scale has no ceiling.
             let mut over = ys.clone();
             over[10] = 1.01 * top;
