@@ -26,10 +26,12 @@ use crate::{
     source::{prometheus::PrometheusSettings, selector::Selector},
 };
 
+mod decision;
 mod error;
 mod layers;
 mod raw;
 
+pub use decision::AlertGroup;
 pub use error::ConfigError;
 pub use layers::ENV_VARS;
 use layers::{kind_of, scalar, set_path};
@@ -111,6 +113,9 @@ pub struct Settings {
     /// The whole decision path (multiplier, sustained, effect size,
     /// direction, calibration, hysteresis, cooldown, re-baselining).
     pub decision: DecisionSettings,
+    /// `alert_overrides`: groups of series with settings of their own
+    /// (monitor only; the first match wins, see [`Settings::decision_for`]).
+    pub alert_groups: Vec<AlertGroup>,
     /// Share of history used for fitting when measuring accuracy, in (0, 1).
     pub train_ratio: f64,
     /// Poll interval of the monitor.
@@ -161,6 +166,26 @@ impl CliOverrides {
 }
 
 impl Settings {
+    /// The alert settings of a series with `labels`: those of the first
+    /// `alert_overrides` entry whose selector matches, else the top level's.
+    pub fn decision_for(&self, labels: &crate::source::prometheus::Labels) -> DecisionSettings {
+        self.alert_groups
+            .iter()
+            .find(|g| g.selector.matches(labels))
+            .map_or(self.decision, |g| g.decision)
+    }
+
+    /// Every distinct alert setting in use, the top level's first.
+    pub fn decisions_in_use(&self) -> Vec<DecisionSettings> {
+        let mut out = vec![self.decision];
+        for g in &self.alert_groups {
+            if !out.contains(&g.decision) {
+                out.push(g.decision);
+            }
+        }
+        out
+    }
+
     /// A model trainer for these settings (family, model options, robust
     /// training, seed).
     pub fn trainer(&self) -> Trainer {
@@ -284,13 +309,6 @@ impl Settings {
                 "strictly between 0 and 1",
             ));
         }
-        if !(raw.threshold_multiplier.is_finite() && raw.threshold_multiplier >= 1.0) {
-            return Err(range(
-                "threshold_multiplier",
-                raw.threshold_multiplier.to_string(),
-                "a number >= 1",
-            ));
-        }
         for (key, v) in [
             (
                 "prophet_changepoint_prior_scale",
@@ -341,70 +359,6 @@ impl Settings {
                 "influxdb.retry_attempts",
                 raw.influxdb.retry_attempts.to_string(),
                 "between 0 and 100",
-            ));
-        }
-        if !(raw.min_effect.is_finite() && (0.0..=100.0).contains(&raw.min_effect)) {
-            return Err(range(
-                "min_effect",
-                raw.min_effect.to_string(),
-                "between 0 and 100 (percentage points)",
-            ));
-        }
-        for (key, v, expected) in [
-            (
-                "min_effect_relative",
-                raw.min_effect_relative,
-                "between 0 and 10 (a fraction of the forecast; 0 is off)",
-            ),
-            (
-                "min_effect_peak_factor",
-                raw.min_effect_peak_factor,
-                "between 0 and 10 (times the recent largest deviation; 0 is off)",
-            ),
-            (
-                "alert_routine_factor",
-                raw.alert_routine_factor,
-                "between 0 and 10 (times the largest excursion at the same hour; 0 is off)",
-            ),
-        ] {
-            if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
-                return Err(range(key, v.to_string(), expected));
-            }
-        }
-        for (key, v) in [
-            ("alert_clear_after", raw.alert_clear_after.0),
-            ("alert_cooldown", raw.alert_cooldown.0),
-            ("rebaseline_after", raw.rebaseline_after.0),
-        ] {
-            if !(v.is_finite() && (0.0..=30.0 * 86_400.0).contains(&v)) {
-                return Err(range(
-                    key,
-                    v.to_string(),
-                    "between 0 and 30 days (2592000 s; or 30m, 12h, 1d)",
-                ));
-            }
-        }
-        if !(raw.alert_likelihood_alone.is_finite()
-            && (0.0..0.5).contains(&raw.alert_likelihood_alone))
-        {
-            return Err(range(
-                "alert_likelihood_alone",
-                raw.alert_likelihood_alone.to_string(),
-                "a tail probability in [0, 0.5) (0: off)",
-            ));
-        }
-        if !(raw.alert_likelihood.is_finite() && (0.0..0.5).contains(&raw.alert_likelihood)) {
-            return Err(range(
-                "alert_likelihood",
-                raw.alert_likelihood.to_string(),
-                "a tail probability in [0, 0.5) (0: off)",
-            ));
-        }
-        if !(1..=10_000).contains(&raw.sustained_samples) {
-            return Err(range(
-                "sustained_samples",
-                raw.sustained_samples.to_string(),
-                "between 1 and 10000",
             ));
         }
         if !(1..=100_000).contains(&raw.simulation_series) {
@@ -492,6 +446,21 @@ impl Settings {
                 "at least 1 second",
             ));
         }
+        let (decision, alert_groups) = decision::alert_settings(
+            raw.decision(),
+            &raw.alert_overrides,
+            &|key: String, value, expected| ConfigError::OutOfRange {
+                origin: origin_of(&key),
+                key,
+                value,
+                expected,
+            },
+            &|key: String, message| ConfigError::Key {
+                origin: origin_of(&key),
+                key,
+                message,
+            },
+        )?;
         let model_selector =
             Selector::parse(&raw.model_selector).map_err(|e| ConfigError::Key {
                 origin: origin_of("model_selector"),
@@ -605,23 +574,10 @@ impl Settings {
                 shard,
                 capacity,
             },
-            threshold_multiplier: raw.threshold_multiplier,
-            sustained_samples: raw.sustained_samples as u32,
-            decision: DecisionSettings {
-                multiplier: raw.threshold_multiplier,
-                sustained: raw.sustained_samples as u32,
-                min_effect: raw.min_effect,
-                min_effect_relative: raw.min_effect_relative,
-                min_effect_peak_factor: raw.min_effect_peak_factor,
-                direction: raw.alert_direction,
-                calibrate: raw.band_calibration,
-                clear_after: raw.alert_clear_after.0.round() as i64,
-                cooldown: raw.alert_cooldown.0.round() as i64,
-                rebaseline_after: raw.rebaseline_after.0.round() as i64,
-                likelihood: raw.alert_likelihood,
-                likelihood_alone: raw.alert_likelihood_alone,
-                routine_factor: raw.alert_routine_factor,
-            },
+            threshold_multiplier: decision.multiplier,
+            sustained_samples: decision.sustained,
+            decision,
+            alert_groups,
             train_ratio: raw.train_ratio,
             monitoring_interval,
             retrain_interval: positive_secs("retrain_interval", raw.retrain_interval)?,

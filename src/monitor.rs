@@ -233,7 +233,7 @@ impl<'a> Monitor<'a> {
                     p,
                     shard.is_sharded().then(|| (shard.index(), shard.count())),
                 ),
-                &settings.decision,
+                &settings.decisions_in_use(),
                 settings.monitor.decision_state_interval,
             )
         });
@@ -275,6 +275,15 @@ impl<'a> Monitor<'a> {
             settings.prometheus.query,
             settings.monitor.min_history.as_secs()
         );
+        for (i, g) in settings.alert_groups.iter().enumerate() {
+            tracing::info!(
+                "alert_overrides[{i}]: series matching {} alert with their own settings (multiplier {}, likelihood {}, direction {})",
+                g.selector,
+                g.decision.multiplier,
+                g.decision.likelihood,
+                g.decision.direction.as_str()
+            );
+        }
         Ok(Monitor {
             settings,
             rt,

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod alert_overrides;
 mod api;
 mod capacity;
 mod dashboard;

@@ -136,6 +136,7 @@ pub(super) struct RawConfig {
     pub(super) alert_likelihood: f64,
     pub(super) alert_likelihood_alone: f64,
     pub(super) alert_routine_factor: f64,
+    pub(super) alert_overrides: Vec<super::decision::RawOverride>,
     pub(super) interval_width: f64,
     pub(super) train_ratio: f64,
     pub(super) monitoring_interval: Secs,
@@ -156,6 +157,27 @@ pub(super) struct RawConfig {
     pub(super) prophet_future_trend: FutureTrend,
     pub(super) prophet_trend_uncertainty: bool,
     pub(super) seed: u64,
+}
+
+impl RawConfig {
+    /// The top-level alerting keys.
+    pub(super) fn decision(&self) -> super::decision::RawDecision {
+        super::decision::RawDecision {
+            threshold_multiplier: self.threshold_multiplier,
+            sustained_samples: self.sustained_samples,
+            min_effect: self.min_effect,
+            min_effect_relative: self.min_effect_relative,
+            min_effect_peak_factor: self.min_effect_peak_factor,
+            alert_direction: self.alert_direction,
+            band_calibration: self.band_calibration,
+            alert_clear_after: self.alert_clear_after,
+            alert_cooldown: self.alert_cooldown,
+            rebaseline_after: self.rebaseline_after,
+            alert_likelihood: self.alert_likelihood,
+            alert_likelihood_alone: self.alert_likelihood_alone,
+            alert_routine_factor: self.alert_routine_factor,
+        }
+    }
 }
 
 impl Default for RawConfig {
@@ -202,6 +224,7 @@ impl Default for RawConfig {
             alert_likelihood: 0.05,
             alert_likelihood_alone: 0.001,
             alert_routine_factor: 1.5,
+            alert_overrides: Vec::new(),
             interval_width: 0.95,
             train_ratio: 0.8,
             monitoring_interval: Secs(30.0),

@@ -244,6 +244,7 @@ fn shipped_config_yaml_is_valid_and_matches_defaults() {
     assert_eq!(s.prometheus.training_step, d.prometheus.training_step);
     assert_eq!(s.prometheus.history, d.prometheus.history);
     assert_eq!(s.decision, d.decision);
+    assert!(s.alert_groups.is_empty() && d.alert_groups.is_empty());
 }
 
 #[test]
@@ -328,6 +329,81 @@ fn decision_keys_and_their_ranges() {
             .to_string();
         assert!(e.starts_with(&format!("c.yaml: key `{key}`")), "{e}");
     }
+}
+
+#[test]
+fn alert_overrides_give_a_group_of_series_its_own_settings_first_match_wins() {
+    let text = concat!(
+        "alert_likelihood: 0.05\n",
+        "min_effect: 3\n",
+        "alert_overrides:\n",
+        "  - selector: '{job=\"batch\"}'\n",
+        "    alert_likelihood: 0.0001\n",
+        "    alert_cooldown: 2h\n",
+        "  - selector: '{job=~\"batch|db\"}'\n",
+        "    alert_direction: above\n",
+    );
+    let s = load(text, &[("MIN_EFFECT", "4")], CliOverrides::default()).unwrap();
+    let labels = |job: &str| {
+        crate::source::prometheus::Labels::from([
+            ("instance".to_string(), "h:9100".to_string()),
+            ("job".to_string(), job.to_string()),
+        ])
+    };
+    let batch = s.decision_for(&labels("batch"));
+    // The entry's keys, the top level's (with its env layer) for the rest.
+    assert_eq!(batch.likelihood, 0.0001);
+    assert_eq!(batch.cooldown, 7200);
+    assert_eq!(batch.min_effect, 4.0);
+    assert_eq!(batch.direction, Side::Both, "the first match wins");
+    let db = s.decision_for(&labels("db"));
+    assert_eq!(db.direction, Side::Above);
+    assert_eq!(db.likelihood, 0.05);
+    assert_eq!(s.decision_for(&labels("web")), s.decision);
+    assert_eq!(s.decisions_in_use(), vec![s.decision, batch, db]);
+
+    // Errors name the entry and the key.
+    for (entry, key) in [
+        (
+            "alert_likelihood: 0.9",
+            "alert_overrides[0].alert_likelihood",
+        ),
+        (
+            "threshold_multiplier: 0.5",
+            "alert_overrides[0].threshold_multiplier",
+        ),
+        ("alert_likelyhood: 0.01", "alert_overrides[0]"),
+    ] {
+        let e = load(
+            &format!("alert_overrides:\n  - selector: '{{job=\"a\"}}'\n    {entry}\n"),
+            &[],
+            CliOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with(&format!("c.yaml: key `{key}")), "{e}");
+    }
+    for selector in ["''", "'job=batch'"] {
+        let e = load(
+            &format!("alert_overrides:\n  - selector: {selector}\n    min_effect: 5\n"),
+            &[],
+            CliOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("c.yaml: key `alert_overrides[0].selector`"),
+            "{e}"
+        );
+    }
+    let e = load(
+        "alert_overrides:\n  - min_effect: 5\n",
+        &[],
+        CliOverrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("selector"), "{e}");
 }
 
 #[test]

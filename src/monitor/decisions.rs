@@ -52,10 +52,11 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// Reads what the last run kept at `path` under `settings` (logged: how
-    /// many resume, how many start afresh); a file that does not read is
-    /// said once and every series starts afresh.
-    pub fn open(path: PathBuf, settings: &DecisionSettings, every: Option<Duration>) -> Keeper {
+    /// Reads what the last run kept at `path` under any of `settings` (the
+    /// top level's and each `alert_overrides` group's; logged: how many
+    /// resume, how many start afresh); a file that does not read is said
+    /// once and every series starts afresh.
+    pub fn open(path: PathBuf, settings: &[DecisionSettings], every: Option<Duration>) -> Keeper {
         let unclaimed = match load(&path, settings) {
             Ok((kept, left)) => {
                 if !kept.is_empty() || left > 0 {
@@ -88,9 +89,11 @@ impl Keeper {
         }
     }
 
-    /// The state the last run kept for series `id`, once.
-    pub fn claim(&mut self, id: &str) -> Option<Decider> {
-        self.unclaimed.remove(id)
+    /// The state the last run kept for series `id`, once, if it was kept
+    /// under `settings` (the series' own: a series that moved to another
+    /// `alert_overrides` group starts afresh).
+    pub fn claim(&mut self, id: &str, settings: &DecisionSettings) -> Option<Decider> {
+        self.unclaimed.remove(id).and_then(|d| d.resume(settings))
     }
 
     /// A periodic write is due.
@@ -192,12 +195,12 @@ pub fn path_for(dir: &Path, shard: Option<(u32, u32)>) -> PathBuf {
     }
 }
 
-/// The states read from `path`, resumed under `settings`, and how many
-/// were left out (unreadable or kept under other settings). A missing file
-/// is no state.
+/// The states read from `path` that were kept under one of `settings`,
+/// and how many were left out (unreadable or kept under other settings). A
+/// missing file is no state.
 pub fn load(
     path: &Path,
-    settings: &DecisionSettings,
+    settings: &[DecisionSettings],
 ) -> Result<(HashMap<String, Decider>, usize), StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -230,8 +233,10 @@ pub fn load(
     for (id, state) in series {
         match serde_json::from_value::<Decider>(state.clone())
             .ok()
-            .and_then(|d| d.resume(settings))
-        {
+            .and_then(|d| {
+                let s = *settings.iter().find(|s| *s == d.settings())?;
+                d.resume(&s)
+            }) {
             Some(d) => {
                 kept.insert(id.clone(), d);
             }
@@ -299,7 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path_for(dir.path(), None);
         assert_eq!(
-            load(&path, &settings()).unwrap().0.len(),
+            load(&path, &[settings()]).unwrap().0.len(),
             0,
             "no file, no state"
         );
@@ -310,7 +315,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n, 2);
-        let (kept, left) = load(&path, &settings()).unwrap();
+        let (kept, left) = load(&path, &[settings()]).unwrap();
         assert_eq!((kept.len(), left), (2, 0));
         assert_eq!(kept["host-a:9100"], a);
         assert_eq!(kept["host-b:9100"], b);
@@ -318,9 +323,29 @@ mod tests {
             multiplier: settings().multiplier + 1.0,
             ..settings()
         };
-        let (kept, left) = load(&path, &other).unwrap();
+        let (kept, left) = load(&path, &[other]).unwrap();
         assert_eq!((kept.len(), left), (0, 2));
         assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn a_state_resumes_only_under_its_own_groups_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), None);
+        let group = DecisionSettings {
+            likelihood: 0.0001,
+            ..settings()
+        };
+        let mut b = Decider::new(group);
+        b.update(0, 50.0, 50.0, 48.0, 52.0, 0.95);
+        save(&path, [("a", &learnt(0)), ("b", &b)].into_iter()).unwrap();
+        let mut k = Keeper::open(path.clone(), &[settings(), group], None);
+        assert_eq!(k.claim("b", &group), Some(b.clone()));
+        assert_eq!(k.claim("a", &group), None, "a moved to the group: afresh");
+        assert_eq!(k.claim("a", &settings()), None, "claimed once");
+        let mut k = Keeper::open(path, &[settings()], None);
+        assert!(k.claim("a", &settings()).is_some());
+        assert_eq!(k.claim("b", &group), None, "the group is gone");
     }
 
     #[test]
@@ -332,16 +357,16 @@ mod tests {
         let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         v["series"]["b"] = serde_json::json!({"seen": "many"});
         std::fs::write(&path, v.to_string()).unwrap();
-        let (kept, left) = load(&path, &settings()).unwrap();
+        let (kept, left) = load(&path, &[settings()]).unwrap();
         assert_eq!((kept.len(), left), (1, 1));
         std::fs::write(&path, r#"{"format": "something-else"}"#).unwrap();
-        let e = load(&path, &settings()).unwrap_err().to_string();
+        let e = load(&path, &[settings()]).unwrap_err().to_string();
         assert!(
             e.contains("decisions-shard-1-of-3.json") && e.contains("something-else"),
             "{e}"
         );
         std::fs::write(&path, "{").unwrap();
-        let e = load(&path, &settings()).unwrap_err().to_string();
+        let e = load(&path, &[settings()]).unwrap_err().to_string();
         assert!(e.contains("delete it"), "{e}");
     }
 }

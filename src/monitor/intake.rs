@@ -114,9 +114,7 @@ impl Monitor<'_> {
             SourceKind::Prometheus => Origin::Prometheus,
             SourceKind::Simulation => Origin::Simulation,
         };
-        let decision = self.settings.decision;
         let interval_width = self.settings.prophet.interval_width;
-        let threshold = self.settings.threshold_multiplier;
         let shard = self.settings.monitor.shard;
         let mut others = 0usize;
         let decisions = &mut self.decisions;
@@ -125,17 +123,21 @@ impl Monitor<'_> {
                 others += 1;
                 continue;
             }
-            let (slot, new) = self.table.observe(&id, now_ms, || NewSeries {
-                host: Arc::from(match origin {
-                    Origin::Prometheus => prometheus::host_of(&labels),
-                    Origin::Simulation => id.clone(),
-                }),
-                labels,
-                origin,
-                decider: decisions
-                    .as_mut()
-                    .and_then(|k| k.claim(&id))
-                    .unwrap_or_else(|| Decider::new(decision)),
+            let settings = &self.settings;
+            let (slot, new) = self.table.observe(&id, now_ms, || {
+                let decision = settings.decision_for(&labels);
+                NewSeries {
+                    host: Arc::from(match origin {
+                        Origin::Prometheus => prometheus::host_of(&labels),
+                        Origin::Simulation => id.clone(),
+                    }),
+                    labels,
+                    origin,
+                    decider: decisions
+                        .as_mut()
+                        .and_then(|k| k.claim(&id, &decision))
+                        .unwrap_or_else(|| Decider::new(decision)),
+                }
             });
             if new && self.table.counts().series <= LOG_EVERY_SERIES_UP_TO {
                 tracing::info!("new series {id}: warming up until its model is ready");
@@ -175,7 +177,7 @@ impl Monitor<'_> {
                 short_history: band.is_some()
                     && model.is_some_and(|m| m.compact.is_short_history()),
                 trained_at: model.map(|m| m.trained_at),
-                threshold,
+                threshold: e.decider.settings().multiplier,
                 capacity,
             });
             let r = &mut self.report;
