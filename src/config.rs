@@ -169,10 +169,16 @@ impl Settings {
     /// The alert settings of a series with `labels`: those of the first
     /// `alert_overrides` entry whose selector matches, else the top level's.
     pub fn decision_for(&self, labels: &crate::source::prometheus::Labels) -> DecisionSettings {
+        self.alert_group_of(labels)
+            .map_or(self.decision, |i| self.alert_groups[i].decision)
+    }
+
+    /// The index of the first `alert_overrides` entry whose selector
+    /// matches `labels` (`None`: the top-level settings).
+    pub fn alert_group_of(&self, labels: &crate::source::prometheus::Labels) -> Option<usize> {
         self.alert_groups
             .iter()
-            .find(|g| g.selector.matches(labels))
-            .map_or(self.decision, |g| g.decision)
+            .position(|g| g.selector.matches(labels))
     }
 
     /// Every distinct alert setting in use, the top level's first.

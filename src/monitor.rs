@@ -209,6 +209,9 @@ struct Monitor<'a> {
     /// The series' decision states kept across a restart (none without a
     /// directory for them).
     decisions: Option<decisions::Keeper>,
+    /// Each `alert_overrides` entry's selector as written, shared by the
+    /// series it holds.
+    alert_overrides: Vec<Arc<str>>,
 }
 
 impl<'a> Monitor<'a> {
@@ -321,6 +324,11 @@ impl<'a> Monitor<'a> {
             model_dir,
             refetch: Vec::new(),
             decisions,
+            alert_overrides: settings
+                .alert_groups
+                .iter()
+                .map(|g| Arc::from(g.selector.to_string()))
+                .collect(),
         })
     }
 
@@ -432,6 +440,7 @@ impl<'a> Monitor<'a> {
                         model_age_seconds: m.map(|m| (now - m.trained_at).max(0) as f64),
                         samples: e.samples,
                         anomalies: e.anomalies,
+                        alert_override: e.alert_override.as_deref().map(str::to_string),
                     },
                 )
             })

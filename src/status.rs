@@ -103,6 +103,9 @@ pub struct SeriesReport {
     pub samples: u64,
     /// Samples flagged.
     pub anomalies: u64,
+    /// The selector of the `alert_overrides` entry it alerts with (`None`:
+    /// the top-level settings).
+    pub alert_override: Option<String>,
 }
 
 /// The report file: the run's counters and every series.

@@ -2,8 +2,8 @@
 //! four hosts with two hours of history near 50 % jump to 80 %, which pages
 //! under the top-level settings; an override gives two of them (picked by a
 //! label selector) a band a thousand times as wide. The two outside the
-//! group page, the two in it do not, and the monitor says whom the group
-//! holds.
+//! group page, the two in it do not, and the monitor's log and report say
+//! whom the group holds.
 
 use std::{
     collections::BTreeSet,
@@ -135,4 +135,17 @@ fn a_group_of_series_alerts_with_its_own_settings() {
         web,
         "the group's samples are judged against a band 1000 times as wide"
     );
+    // The report says which settings each series alerts with.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("logs/system_report.json")).unwrap(),
+    )
+    .unwrap();
+    for h in HOSTS {
+        let want = if h.starts_with("batch-") {
+            serde_json::json!("{instance=~\"batch-.*\"}")
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(report["series"][h]["alert_override"], want, "{h}");
+    }
 }

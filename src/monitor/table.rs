@@ -89,6 +89,8 @@ pub struct Entry {
     pub horizon: Option<Arc<Horizon>>,
     /// The decision state (alerts, calibration, accepted level shift).
     pub decider: Decider,
+    /// The `alert_overrides` entry it alerts with (`None`: the top level).
+    pub alert_override: Option<Arc<str>>,
     /// The capacity-warning state.
     pub capacity: CapacityWatch,
     /// Last sample (table clock, ms).
@@ -191,6 +193,9 @@ pub struct NewSeries {
     pub origin: Origin,
     /// The decision state.
     pub decider: Decider,
+    /// The `alert_overrides` entry whose settings it alerts with, as
+    /// written (`None`: the top level's).
+    pub alert_override: Option<Arc<str>>,
 }
 
 impl Table {
@@ -279,6 +284,7 @@ impl Table {
             model: None,
             horizon: None,
             decider: n.decider,
+            alert_override: n.alert_override,
             capacity: CapacityWatch::new(),
             last_seen: now,
             pending: Pending::None,

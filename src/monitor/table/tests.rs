@@ -23,6 +23,7 @@ fn new_series() -> NewSeries {
         labels: Labels::new(),
         origin: Origin::Prometheus,
         decider: Decider::new(Default::default()),
+        alert_override: None,
     }
 }
 
