@@ -16,23 +16,12 @@ use std::{
 
 use crate::common::{
     bin,
-    fleet::{force_flush, import, now},
+    fleet::{force_flush, import, line, now},
     servers,
 };
 
 const POLL: u64 = 1;
 const HOSTS: [&str; 4] = ["web-1:9100", "web-2:9100", "batch-1:9100", "batch-2:9100"];
-
-/// One `/api/v1/import` line of `cpu_busy_percent` for `instance`.
-fn line(instance: &str, points: &[(i64, f64)]) -> String {
-    let values: Vec<String> = points.iter().map(|p| format!("{:.2}", p.1)).collect();
-    let ts: Vec<String> = points.iter().map(|p| (p.0 * 1000).to_string()).collect();
-    format!(
-        "{{\"metric\":{{\"__name__\":\"cpu_busy_percent\",\"instance\":\"{instance}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
-        values.join(","),
-        ts.join(",")
-    )
-}
 
 #[test]
 fn a_group_of_series_alerts_with_its_own_settings() {

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{bin, servers};
+use crate::common::{bin, fleet::line, servers};
 
 const RAMP: &str = "ramp:9100";
 const STEADY: [&str; 2] = ["steady-1:9100", "steady-2:9100"];
@@ -37,16 +37,6 @@ fn now_f() -> f64 {
 /// A steady host's value at `t`.
 fn steady(i: usize, t: i64) -> f64 {
     30.0 + 5.0 * i as f64 + ((t as f64) / 7.0).sin()
-}
-
-fn line(instance: &str, points: &[(i64, f64)]) -> String {
-    let values: Vec<String> = points.iter().map(|p| format!("{:.3}", p.1)).collect();
-    let ts: Vec<String> = points.iter().map(|p| (p.0 * 1000).to_string()).collect();
-    format!(
-        "{{\"metric\":{{\"__name__\":\"cpu_busy_percent\",\"instance\":\"{instance}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
-        values.join(","),
-        ts.join(",")
-    )
 }
 
 struct Kill(Child);

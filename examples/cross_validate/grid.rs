@@ -43,6 +43,11 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
                 .expect("MULTIPLIERS: comma-separated numbers")
         })
         .collect();
+    let alones: Vec<f64> = std::env::var("ALONE")
+        .unwrap_or_else(|_| "0,0.001,0.0001".into())
+        .split(',')
+        .map(|v| v.trim().parse().expect("ALONE: comma-separated numbers"))
+        .collect();
     let routines: Vec<f64> = std::env::var("ROUTINE")
         .unwrap_or_else(|_| "0,1.5".into())
         .split(',')
@@ -67,8 +72,9 @@ pub(crate) fn decisions() -> Vec<DecisionSettings> {
                     for &cooldown in &[2 * HOUR, 6 * HOUR, 24 * HOUR] {
                         for &rebaseline_after in &[0, 2 * HOUR] {
                             for &likelihood in &[0.0, 0.05, 0.02, 0.01, 0.003] {
-                                for (likelihood_alone, routine_factor) in [0.0, 1e-3, 1e-4]
-                                    .into_iter()
+                                for (likelihood_alone, routine_factor) in alones
+                                    .iter()
+                                    .copied()
                                     .flat_map(|a| routines.iter().map(move |&r| (a, r)))
                                 {
                                     out.push(DecisionSettings {

@@ -31,7 +31,8 @@
 //! (default `0,0.25`; `RELATIVE=0`: the floor off), `PEAKS` its
 //! `min_effect_peak_factor` values where the relative floor is on (default
 //! `1,1.5,2`), `ROUTINE` its `alert_routine_factor` values (default
-//! `0,1.5`), `MULTIPLIERS` its band multipliers (default `2,2.5,3`),
+//! `0,1.5`), `ALONE` its `alert_likelihood_alone` values (default
+//! `0,0.001,0.0001`), `MULTIPLIERS` its band multipliers (default `2,2.5,3`),
 //! `ROBUST=1` fits with robust training, `TREND_UNCERTAINTY=1` with
 //! Prophet's own band (widened by simulated trend changes), `PRECISION_EACH=1` holds the precision floor on the NAB
 //! and the generated series separately, `MIN_PRECISION` the selection's precision floor (default

@@ -18,6 +18,18 @@ pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// One `/api/v1/import` line of `cpu_busy_percent` for `instance`:
+/// `(unix seconds, value)` points.
+pub fn line(instance: &str, points: &[(i64, f64)]) -> String {
+    let values: Vec<String> = points.iter().map(|p| format!("{:.3}", p.1)).collect();
+    let ts: Vec<String> = points.iter().map(|p| (p.0 * 1000).to_string()).collect();
+    format!(
+        "{{\"metric\":{{\"__name__\":\"cpu_busy_percent\",\"instance\":\"{instance}\"}},\"values\":[{}],\"timestamps\":[{}]}}\n",
+        values.join(","),
+        ts.join(",")
+    )
+}
+
 /// Imports `/api/v1/import` lines into VictoriaMetrics at `url`.
 pub fn import(url: &str, body: &str) {
     let (status, text) = servers::post(&format!("{url}/api/v1/import"), body);
