@@ -153,6 +153,9 @@ pub struct SeriesState {
     pub trained_at: Option<i64>,
     /// The capacity warning in force (`None`: none).
     pub capacity: Option<CapacityState>,
+    /// The selector of the `alert_overrides` entry the series alerts with
+    /// (`None`: the top-level settings).
+    pub alert_override: Option<String>,
 }
 
 /// A capacity warning in force.

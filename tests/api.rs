@@ -62,6 +62,7 @@ fn state(token: Option<&str>) -> Arc<ApiState> {
         short_history: false,
         trained_at: Some(chrono::Utc::now().timestamp() - 12),
         capacity: None,
+        alert_override: Some("{job=\"batch\"}".into()),
     };
     snap.report = report;
     snap.prometheus_up = true;
@@ -292,6 +293,14 @@ fn json_api_lists_anomalies_summary_and_series() {
     let (_, _, body) = rt.block_on(get(state(None), "/api/series", None));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
+    for s in v.as_array().unwrap() {
+        let want = if s["id"] == "web-1:9100" {
+            serde_json::json!("{job=\"batch\"}")
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(s["alert_override"], want, "{s}");
+    }
     let (s, _, body) = rt.block_on(get(state(None), "/api/series/web-1:9100?limit=5", None));
     assert_eq!(s, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -288,6 +288,9 @@ struct SeriesInfo {
     short_history: bool,
     latest: Option<SeriesPoint>,
     capacity_warning: Option<CapacityState>,
+    /// The selector of the `alert_overrides` entry it alerts with (null:
+    /// the top-level settings).
+    alert_override: Option<String>,
 }
 
 async fn series_list(State(s): State<Arc<ApiState>>) -> Json<Vec<SeriesInfo>> {
@@ -303,6 +306,7 @@ async fn series_list(State(s): State<Arc<ApiState>>) -> Json<Vec<SeriesInfo>> {
                 short_history: v.state.short_history,
                 latest: v.latest(),
                 capacity_warning: v.state.capacity,
+                alert_override: v.state.alert_override.clone(),
             })
             .collect(),
     )

@@ -182,6 +182,7 @@ impl Monitor<'_> {
                     && model.is_some_and(|m| m.compact.is_short_history()),
                 trained_at: model.map(|m| m.trained_at),
                 threshold: e.decider.settings().multiplier,
+                alert_override: e.alert_override.as_deref(),
                 capacity,
             });
             let r = &mut self.report;

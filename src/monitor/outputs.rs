@@ -50,6 +50,9 @@ pub struct Judged<'a> {
     pub trained_at: Option<i64>,
     /// The threshold multiplier.
     pub threshold: f64,
+    /// The `alert_overrides` entry the series alerts with (`None`: the
+    /// top level).
+    pub alert_override: Option<&'a str>,
     /// The capacity warning in force after this sample, and whether it
     /// started or cleared with it.
     pub capacity: CapacityVerdict,

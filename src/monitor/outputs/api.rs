@@ -50,6 +50,7 @@ impl Output for ApiOutput {
                     predicted_value: w.predicted,
                     at: j.timestamp,
                 }),
+                alert_override: j.alert_override.map(str::to_string),
             },
             capacity_change: j.capacity.change.event(),
         });

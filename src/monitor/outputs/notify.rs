@@ -204,6 +204,7 @@ mod tests {
             short_history: false,
             trained_at: None,
             threshold: 2.0,
+            alert_override: None,
             capacity: CapacityVerdict::default(),
         }
     }
