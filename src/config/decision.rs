@@ -3,94 +3,11 @@
 //! each entry of `alert_overrides`, which gives a group of series (by a
 //! label selector) settings of its own.
 
-use serde::Deserialize;
-
-use super::{raw::Secs, ConfigError};
-use crate::{
-    detect::{DecisionSettings, Side},
-    source::selector::Selector,
+use super::{
+    raw::{RawDecision, RawOverride},
+    ConfigError,
 };
-
-/// The alerting keys as written.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RawDecision {
-    pub(super) threshold_multiplier: f64,
-    pub(super) sustained_samples: i64,
-    pub(super) min_effect: f64,
-    pub(super) min_effect_relative: f64,
-    pub(super) min_effect_peak_factor: f64,
-    pub(super) alert_direction: Side,
-    pub(super) band_calibration: bool,
-    pub(super) alert_clear_after: Secs,
-    pub(super) alert_cooldown: Secs,
-    pub(super) rebaseline_after: Secs,
-    pub(super) alert_likelihood: f64,
-    pub(super) alert_likelihood_alone: f64,
-    pub(super) alert_routine_factor: f64,
-}
-
-/// One entry of `alert_overrides`: a selector and the alerting keys it
-/// changes (the others are the top level's).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawOverride {
-    selector: String,
-    #[serde(default)]
-    threshold_multiplier: Option<f64>,
-    #[serde(default)]
-    sustained_samples: Option<i64>,
-    #[serde(default)]
-    min_effect: Option<f64>,
-    #[serde(default)]
-    min_effect_relative: Option<f64>,
-    #[serde(default)]
-    min_effect_peak_factor: Option<f64>,
-    #[serde(default)]
-    alert_direction: Option<Side>,
-    #[serde(default)]
-    band_calibration: Option<bool>,
-    #[serde(default)]
-    alert_clear_after: Option<Secs>,
-    #[serde(default)]
-    alert_cooldown: Option<Secs>,
-    #[serde(default)]
-    rebaseline_after: Option<Secs>,
-    #[serde(default)]
-    alert_likelihood: Option<f64>,
-    #[serde(default)]
-    alert_likelihood_alone: Option<f64>,
-    #[serde(default)]
-    alert_routine_factor: Option<f64>,
-}
-
-impl RawOverride {
-    /// `base` with this entry's keys in place of its own.
-    fn over(&self, base: RawDecision) -> RawDecision {
-        RawDecision {
-            threshold_multiplier: self
-                .threshold_multiplier
-                .unwrap_or(base.threshold_multiplier),
-            sustained_samples: self.sustained_samples.unwrap_or(base.sustained_samples),
-            min_effect: self.min_effect.unwrap_or(base.min_effect),
-            min_effect_relative: self.min_effect_relative.unwrap_or(base.min_effect_relative),
-            min_effect_peak_factor: self
-                .min_effect_peak_factor
-                .unwrap_or(base.min_effect_peak_factor),
-            alert_direction: self.alert_direction.unwrap_or(base.alert_direction),
-            band_calibration: self.band_calibration.unwrap_or(base.band_calibration),
-            alert_clear_after: self.alert_clear_after.unwrap_or(base.alert_clear_after),
-            alert_cooldown: self.alert_cooldown.unwrap_or(base.alert_cooldown),
-            rebaseline_after: self.rebaseline_after.unwrap_or(base.rebaseline_after),
-            alert_likelihood: self.alert_likelihood.unwrap_or(base.alert_likelihood),
-            alert_likelihood_alone: self
-                .alert_likelihood_alone
-                .unwrap_or(base.alert_likelihood_alone),
-            alert_routine_factor: self
-                .alert_routine_factor
-                .unwrap_or(base.alert_routine_factor),
-        }
-    }
-}
+use crate::{detect::DecisionSettings, source::selector::Selector};
 
 /// A group of series with alert settings of its own.
 #[derive(Debug, Clone)]
