@@ -169,8 +169,13 @@ impl Settings {
     /// The alert settings of a series with `labels`: those of the first
     /// `alert_overrides` entry whose selector matches, else the top level's.
     pub fn decision_for(&self, labels: &crate::source::prometheus::Labels) -> DecisionSettings {
-        self.alert_group_of(labels)
-            .map_or(self.decision, |i| self.alert_groups[i].decision)
+        self.decision_of(self.alert_group_of(labels))
+    }
+
+    /// The alert settings of `alert_overrides` entry `group` (`None`: the
+    /// top level's).
+    pub fn decision_of(&self, group: Option<usize>) -> DecisionSettings {
+        group.map_or(self.decision, |i| self.alert_groups[i].decision)
     }
 
     /// The index of the first `alert_overrides` entry whose selector

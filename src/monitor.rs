@@ -209,9 +209,6 @@ struct Monitor<'a> {
     /// The series' decision states kept across a restart (none without a
     /// directory for them).
     decisions: Option<decisions::Keeper>,
-    /// Each `alert_overrides` entry's selector as written, shared by the
-    /// series it holds.
-    alert_overrides: Vec<Arc<str>>,
 }
 
 impl<'a> Monitor<'a> {
@@ -281,7 +278,7 @@ impl<'a> Monitor<'a> {
         for (i, g) in settings.alert_groups.iter().enumerate() {
             tracing::info!(
                 "alert_overrides[{i}]: series matching {} alert with their own settings (multiplier {}, likelihood {}, direction {})",
-                g.selector,
+                g.text,
                 g.decision.multiplier,
                 g.decision.likelihood,
                 g.decision.direction.as_str()
@@ -324,11 +321,6 @@ impl<'a> Monitor<'a> {
             model_dir,
             refetch: Vec::new(),
             decisions,
-            alert_overrides: settings
-                .alert_groups
-                .iter()
-                .map(|g| Arc::from(g.selector.to_string()))
-                .collect(),
         })
     }
 

@@ -14,6 +14,9 @@ use crate::{detect::DecisionSettings, source::selector::Selector};
 pub struct AlertGroup {
     /// The series it holds (PromQL label matchers).
     pub selector: Selector,
+    /// The selector as written, shared by the series it holds (logs,
+    /// report, API).
+    pub text: std::sync::Arc<str>,
     /// Their settings.
     pub decision: DecisionSettings,
 }
@@ -43,6 +46,7 @@ pub(super) fn alert_settings(
             ));
         }
         groups.push(AlertGroup {
+            text: selector.to_string().into(),
             selector,
             decision: validate(&o.over(top), &at, range)?,
         });

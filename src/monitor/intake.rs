@@ -124,11 +124,9 @@ impl Monitor<'_> {
                 continue;
             }
             let settings = &self.settings;
-            let overrides = &self.alert_overrides;
             let (slot, new) = self.table.observe(&id, now_ms, || {
                 let group = settings.alert_group_of(&labels);
-                let decision =
-                    group.map_or(settings.decision, |i| settings.alert_groups[i].decision);
+                let decision = settings.decision_of(group);
                 NewSeries {
                     host: Arc::from(match origin {
                         Origin::Prometheus => prometheus::host_of(&labels),
@@ -136,7 +134,7 @@ impl Monitor<'_> {
                     }),
                     labels,
                     origin,
-                    alert_override: group.map(|i| overrides[i].clone()),
+                    alert_override: group.map(|i| settings.alert_groups[i].text.clone()),
                     decider: decisions
                         .as_mut()
                         .and_then(|k| k.claim(&id, &decision))
